@@ -1,0 +1,536 @@
+//! Applying `R`, `R^T` and `R^-1` to vectors and batches, the merge `W R^T`,
+//! and dense materialisation.
+//!
+//! ```text
+//! R      = P_K ... P_1 S          R^T    = S P_1^T ... P_K^T
+//! R^-1   = S^-1 P_1^-1 ... P_K^-1  R^-T   = P_K^-T ... P_1^-T S^-1
+//! ```
+//!
+//! `P_k` is the product of stage `k`'s blocks (see [`crate::layout`]) and
+//! `S = diag(scale)`. Strict rotations are inverted by transposition; quasi
+//! blocks by their 2x2 inverses.
+//!
+//! ## Batches
+//! Three memory layouts of `n` vectors of length `d` are accepted, all
+//! transformed in place:
+//! * rows ([`Rotation::apply_rows`]): row-major `n x d`, vector `k` is row `k`
+//!   (a single vector is a batch of one row);
+//! * columns ([`Rotation::apply_cols`]): row-major `d x n`, vector `k` is
+//!   column `k` (coordinate-major, the layout the kernels vectorise across);
+//! * strided ([`Rotation::apply_strided`]): element `i` of vector `k` at
+//!   `k * vec_stride + i * elem_stride`.
+//!
+//! Every layout is processed in tiles of vectors in structure-of-arrays form
+//! (one contiguous run of lanes per coordinate), with all stages applied to a
+//! tile while it is in cache; the inner loops run across the tile's lanes, so
+//! the compiler vectorises them. Row batches are transposed tile by tile
+//! through a stack buffer of [`TILE_SCRATCH`] scalars; no heap allocation
+//! happens anywhere in this module.
+//!
+//! Inputs are checked for NaN and infinity before anything is written: a
+//! failing call leaves its data untouched.
+
+use crate::error::{check_finite, check_len, Error, Result};
+use crate::{Block, Layout, Real, Stage};
+
+#[cfg(feature = "alloc")]
+use alloc::vec::Vec;
+
+/// Number of scalars in the stack buffer that row batches are transposed
+/// through (16 KiB of `f32`, 32 KiB of `f64`).
+pub const TILE_SCRATCH: usize = 4096;
+
+/// Widest tile of vectors processed at once.
+const MAX_TILE: usize = 64;
+
+/// Which operator to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `R = P_K ... P_1 S`.
+    Forward,
+    /// `R^T = S P_1^T ... P_K^T`: what the adapter applies to its inputs.
+    Transpose,
+    /// `R^-1 = S^-1 P_1^-1 ... P_K^-1`.
+    Inverse,
+    /// `R^-T = P_K^-T ... P_1^-T S^-1`.
+    InverseTranspose,
+}
+
+impl Op {
+    /// Whether the stages run first to last (`P_1` first).
+    #[inline]
+    fn ascending(self) -> bool {
+        matches!(self, Op::Forward | Op::InverseTranspose)
+    }
+
+    #[inline]
+    fn inverts(self) -> bool {
+        matches!(self, Op::Inverse | Op::InverseTranspose)
+    }
+}
+
+/// A borrowed rotation: a layout, its blocks in parameter order, and an
+/// optional diagonal scaling.
+///
+/// Build the blocks with [`crate::param`], or use the owning
+/// [`RotationBuf`] (feature `alloc`).
+///
+/// ```
+/// use qgoft_math::{param::blocks_from_angles, AngleMap, Block, Layout, Op, Rotation};
+/// let d = 4;
+/// let mut blocks = [Block::identity(); 3];
+/// blocks_from_angles(AngleMap::Raw, &[0.3f64, -0.2, 0.9], &mut blocks)?;
+/// let r = Rotation::strict(Layout::Tree, d, &blocks, None)?;
+/// // A batch of two rows: R^T then R gives the input back.
+/// let mut x = [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.25, 2.0];
+/// let x0 = x;
+/// r.apply_rows(Op::Transpose, &mut x)?;
+/// r.apply_rows(Op::Forward, &mut x)?;
+/// for (a, b) in x.iter().zip(&x0) {
+///     assert!((a - b).abs() < 1e-14);
+/// }
+/// # Ok::<(), qgoft_math::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation<'a, T> {
+    layout: Layout,
+    d: usize,
+    blocks: &'a [Block<T>],
+    scale: Option<&'a [T]>,
+    strict: bool,
+}
+
+/// Largest deviation of a block from a rotation that [`Rotation::strict`]
+/// accepts, in units of the unit roundoff.
+pub const STRICT_BLOCK_TOLERANCE_ULPS: f64 = 16.0;
+
+impl<'a, T: Real> Rotation<'a, T> {
+    /// A rotation whose blocks are exact rotations (GOFT).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `d = 0`; [`Error::ShapeMismatch`] unless
+    /// `blocks.len() == layout.num_rotations(d)` and `scale` (if any) has
+    /// length `d`; [`Error::NonFinite`] for a non-finite entry;
+    /// [`Error::NotOrthogonal`] for a block that is not a rotation
+    /// `[[c, -s], [s, c]]` within [`STRICT_BLOCK_TOLERANCE_ULPS`] units of
+    /// roundoff.
+    pub fn strict(layout: Layout, d: usize, blocks: &'a [Block<T>], scale: Option<&'a [T]>) -> Result<Self> {
+        let r = Self::validated(layout, d, blocks, scale, true)?;
+        let tol = T::from_f64(STRICT_BLOCK_TOLERANCE_ULPS) * T::UNIT_ROUNDOFF;
+        for b in blocks {
+            let err = (b.a - b.e).abs().max((b.b + b.c).abs()).max((b.a * b.a + b.c * b.c - T::one()).abs());
+            if err > tol {
+                return Err(Error::NotOrthogonal { error: err.to_f64(), tolerance: tol.to_f64() });
+            }
+        }
+        Ok(r)
+    }
+
+    /// A rotation with free (quasi-Givens) blocks (qGOFT). It is orthogonal
+    /// only as far as the blocks are; see [`crate::metrics`].
+    ///
+    /// # Errors
+    /// As [`Rotation::strict`], without the orthogonality check.
+    pub fn quasi(layout: Layout, d: usize, blocks: &'a [Block<T>], scale: Option<&'a [T]>) -> Result<Self> {
+        Self::validated(layout, d, blocks, scale, false)
+    }
+
+    fn validated(
+        layout: Layout,
+        d: usize,
+        blocks: &'a [Block<T>],
+        scale: Option<&'a [T]>,
+        strict: bool,
+    ) -> Result<Self> {
+        if d == 0 {
+            return Err(Error::InvalidArgument { what: "dimension d", value: 0.0 });
+        }
+        check_len("rotation blocks", layout.num_rotations(d), blocks.len())?;
+        for (index, b) in blocks.iter().enumerate() {
+            for v in b.to_array() {
+                if !v.is_finite() {
+                    return Err(Error::NonFinite { what: "rotation blocks", index, value: v.to_f64() });
+                }
+            }
+        }
+        if let Some(s) = scale {
+            check_len("scaling", d, s.len())?;
+            check_finite("scaling", s)?;
+        }
+        Ok(Self { layout, d, blocks, scale, strict })
+    }
+
+    /// The dimension `d`.
+    #[inline]
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+
+    /// The layout.
+    #[inline]
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The blocks in parameter order.
+    #[inline]
+    pub fn blocks(&self) -> &'a [Block<T>] {
+        self.blocks
+    }
+
+    /// The diagonal scaling, if any.
+    #[inline]
+    pub fn scale(&self) -> Option<&'a [T]> {
+        self.scale
+    }
+
+    /// Whether the blocks are exact rotations (inverted by transposition).
+    #[inline]
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// `x <- R x` for one vector of length `d`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `x.len() == d`; [`Error::NonFinite`].
+    pub fn apply(&self, x: &mut [T]) -> Result<()> {
+        check_len("vector", self.d, x.len())?;
+        self.apply_rows(Op::Forward, x)
+    }
+
+    /// `x <- R^T x` for one vector of length `d`.
+    ///
+    /// # Errors
+    /// As [`Rotation::apply`].
+    pub fn apply_transpose(&self, x: &mut [T]) -> Result<()> {
+        check_len("vector", self.d, x.len())?;
+        self.apply_rows(Op::Transpose, x)
+    }
+
+    /// `x <- R^-1 x` for one vector of length `d`.
+    ///
+    /// # Errors
+    /// As [`Rotation::apply`], plus [`Error::SingularBlock`] and
+    /// [`Error::SingularScale`].
+    pub fn apply_inverse(&self, x: &mut [T]) -> Result<()> {
+        check_len("vector", self.d, x.len())?;
+        self.apply_rows(Op::Inverse, x)
+    }
+
+    /// Applies `op` to each row of the row-major `n x d` batch `x`
+    /// (`n = x.len() / d`).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `d` divides `x.len()`;
+    /// [`Error::NonFinite`] for a non-finite input; for the inverses,
+    /// [`Error::SingularBlock`] or [`Error::SingularScale`]. Nothing is
+    /// written on error.
+    pub fn apply_rows(&self, op: Op, x: &mut [T]) -> Result<()> {
+        let d = self.d;
+        if !x.len().is_multiple_of(d) {
+            return Err(Error::ShapeMismatch {
+                what: "row batch length (a multiple of d)",
+                expected: d * (x.len() / d + 1),
+                found: x.len(),
+            });
+        }
+        check_finite("input batch", x)?;
+        self.check_invertible(op)?;
+        let n = x.len() / d;
+        let tile = (TILE_SCRATCH / d).min(MAX_TILE);
+        if tile < 2 {
+            for row in x.chunks_exact_mut(d) {
+                self.run_soa(op, row, 1, 0, 1);
+            }
+            return Ok(());
+        }
+        let mut scratch = [T::zero(); TILE_SCRATCH];
+        let mut r0 = 0;
+        while r0 < n {
+            let tw = tile.min(n - r0);
+            let rows = &mut x[r0 * d..(r0 + tw) * d];
+            let buf = &mut scratch[..d * tw];
+            for (l, row) in rows.chunks_exact(d).enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    buf[i * tw + l] = v;
+                }
+            }
+            self.run_soa(op, buf, tw, 0, tw);
+            for (l, row) in rows.chunks_exact_mut(d).enumerate() {
+                for (i, v) in row.iter_mut().enumerate() {
+                    *v = buf[i * tw + l];
+                }
+            }
+            r0 += tw;
+        }
+        Ok(())
+    }
+
+    /// Applies `op` to each column of the row-major `d x n` matrix `x`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `x.len() == d * n`; otherwise as
+    /// [`Rotation::apply_rows`].
+    pub fn apply_cols(&self, op: Op, x: &mut [T], n: usize) -> Result<()> {
+        check_len("column batch (d * n)", self.d * n, x.len())?;
+        check_finite("input batch", x)?;
+        self.check_invertible(op)?;
+        let tile = (TILE_SCRATCH * 4 / self.d).clamp(8, 4 * MAX_TILE);
+        let mut c0 = 0;
+        while c0 < n {
+            let tw = tile.min(n - c0);
+            self.run_soa(op, x, n, c0, tw);
+            c0 += tw;
+        }
+        Ok(())
+    }
+
+    /// Applies `op` to `n` vectors where element `i` of vector `k` is
+    /// `x[k * vec_stride + i * elem_stride]`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the strides make vectors or elements
+    /// overlap; [`Error::ShapeMismatch`] if `x` is too short; otherwise as
+    /// [`Rotation::apply_rows`].
+    pub fn apply_strided(&self, op: Op, x: &mut [T], n: usize, vec_stride: usize, elem_stride: usize) -> Result<()> {
+        let d = self.d;
+        if n == 0 {
+            return Ok(());
+        }
+        let disjoint = (d == 1 || elem_stride > 0)
+            && (n == 1 || vec_stride > 0)
+            && (n == 1 || d == 1 || vec_stride >= d * elem_stride || elem_stride >= n * vec_stride);
+        if !disjoint {
+            return Err(Error::InvalidArgument {
+                what: "strides (vectors or elements overlap)",
+                value: vec_stride as f64,
+            });
+        }
+        let needed = (n - 1) * vec_stride + (d - 1) * elem_stride + 1;
+        if x.len() < needed {
+            return Err(Error::ShapeMismatch { what: "strided batch length", expected: needed, found: x.len() });
+        }
+        for k in 0..n {
+            for i in 0..d {
+                let v = x[k * vec_stride + i * elem_stride];
+                if !v.is_finite() {
+                    return Err(Error::NonFinite {
+                        what: "input batch",
+                        index: k * vec_stride + i * elem_stride,
+                        value: v.to_f64(),
+                    });
+                }
+            }
+        }
+        self.check_invertible(op)?;
+        if vec_stride == 1 {
+            // Coordinate-major: vectorise across the batch.
+            let mut c0 = 0;
+            while c0 < n {
+                let tw = MAX_TILE.min(n - c0);
+                self.run_soa(op, x, elem_stride, c0, tw);
+                c0 += tw;
+            }
+        } else {
+            for k in 0..n {
+                self.run_soa(op, x, elem_stride, k * vec_stride, 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The merge `W <- W R^T` for a row-major `m x d` weight (`m = w.len() / d`),
+    /// in `O(d m)` without forming `R`: row `r` of `W R^T` is `R w_r`.
+    ///
+    /// # Errors
+    /// As [`Rotation::apply_rows`].
+    pub fn merge(&self, w: &mut [T]) -> Result<()> {
+        self.apply_rows(Op::Forward, w)
+    }
+
+    /// Undoes [`Rotation::merge`]: `W <- W R^-T`, row by row `R^-1 w_r`,
+    /// without any dense inverse.
+    ///
+    /// # Errors
+    /// As [`Rotation::apply_rows`] with [`Op::Inverse`].
+    pub fn unmerge(&self, w: &mut [T]) -> Result<()> {
+        self.apply_rows(Op::Inverse, w)
+    }
+
+    /// Writes the dense `d x d` matrix `R` (row-major) into `out`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `out.len() == d * d`.
+    pub fn to_dense(&self, out: &mut [T]) -> Result<()> {
+        let d = self.d;
+        check_len("dense output (d * d)", d * d, out.len())?;
+        for (k, v) in out.iter_mut().enumerate() {
+            *v = if k % (d + 1) == 0 { T::one() } else { T::zero() };
+        }
+        self.apply_cols(Op::Forward, out, d)
+    }
+
+    /// Checks, before anything is written, that `op` can be applied.
+    fn check_invertible(&self, op: Op) -> Result<()> {
+        if !op.inverts() {
+            return Ok(());
+        }
+        if let Some(s) = self.scale {
+            if let Some(index) = s.iter().position(|v| *v == T::zero()) {
+                return Err(Error::SingularScale { index, value: 0.0 });
+            }
+        }
+        if !self.strict {
+            for (k, b) in self.blocks.iter().enumerate() {
+                b.inverse(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The block that `op` applies for block `b`.
+    #[inline(always)]
+    fn effective(&self, op: Op, b: Block<T>) -> Block<T> {
+        match (op, self.strict) {
+            (Op::Forward, _) | (Op::InverseTranspose, true) => b,
+            (Op::Transpose, _) | (Op::Inverse, true) => b.transpose(),
+            (Op::Inverse, false) => inverse_unchecked(b),
+            (Op::InverseTranspose, false) => inverse_unchecked(b).transpose(),
+        }
+    }
+
+    /// Applies `op` to the lanes `base .. base + tw` of the structure-of-arrays
+    /// data where coordinate `i` lies at `data[i * ld + base ..][.. tw]`.
+    fn run_soa(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
+        let ascending = op.ascending();
+        if ascending {
+            self.scale_lanes(op, data, ld, base, tw);
+            for stage in self.layout.stages(self.d) {
+                self.stage_soa(op, stage, data, ld, base, tw);
+            }
+        } else {
+            for stage in self.layout.stages(self.d).rev() {
+                self.stage_soa(op, stage, data, ld, base, tw);
+            }
+            self.scale_lanes(op, data, ld, base, tw);
+        }
+    }
+
+    #[inline]
+    fn stage_soa(&self, op: Op, stage: Stage, data: &mut [T], ld: usize, base: usize, tw: usize) {
+        for (t, p) in stage.planes().enumerate() {
+            let b = self.effective(op, self.blocks[stage.offset + t]);
+            let (lo, hi) = data.split_at_mut(p.j * ld);
+            let x = &mut lo[p.i * ld + base..p.i * ld + base + tw];
+            let y = &mut hi[base..base + tw];
+            rotate_lanes(b, x, y);
+        }
+    }
+
+    fn scale_lanes(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
+        let Some(s) = self.scale else { return };
+        for (i, &si) in s.iter().enumerate() {
+            let lanes = &mut data[i * ld + base..i * ld + base + tw];
+            if op.inverts() {
+                lanes.iter_mut().for_each(|v| *v = *v / si);
+            } else {
+                lanes.iter_mut().for_each(|v| *v = *v * si);
+            }
+        }
+    }
+}
+
+/// `(x[k], y[k]) <- b (x[k], y[k])` for every lane `k`.
+#[inline(always)]
+pub(crate) fn rotate_lanes<T: Real>(b: Block<T>, x: &mut [T], y: &mut [T]) {
+    let (a, bb, c, e) = (b.a, b.b, b.c, b.e);
+    for (u, v) in x.iter_mut().zip(y.iter_mut()) {
+        let (p, q) = (*u, *v);
+        *u = a * p + bb * q;
+        *v = c * p + e * q;
+    }
+}
+
+#[inline(always)]
+fn inverse_unchecked<T: Real>(b: Block<T>) -> Block<T> {
+    let det = b.det();
+    Block { a: b.e / det, b: -b.b / det, c: -b.c / det, e: b.a / det }
+}
+
+/// An owned rotation (feature `alloc`): blocks and scaling in vectors.
+///
+/// ```
+/// use qgoft_math::{AngleMap, Layout, RotationBuf};
+/// let r = RotationBuf::from_angles(Layout::Chain, 3, AngleMap::Raw, &[0.5f32, -0.5], None)?;
+/// let mut dense = [0.0f32; 9];
+/// r.as_rotation().to_dense(&mut dense)?;
+/// assert!((dense[0] - 0.5f32.cos()).abs() < 1e-6);
+/// # Ok::<(), qgoft_math::Error>(())
+/// ```
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct RotationBuf<T> {
+    layout: Layout,
+    d: usize,
+    blocks: Vec<Block<T>>,
+    scale: Option<Vec<T>>,
+    strict: bool,
+}
+
+#[cfg(feature = "alloc")]
+impl<T: Real> RotationBuf<T> {
+    /// The identity rotation of the layout (all angles zero), strict.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `d = 0`.
+    pub fn identity(layout: Layout, d: usize) -> Result<Self> {
+        let blocks = alloc::vec![Block::identity(); layout.num_rotations(d)];
+        Rotation::strict(layout, d, &blocks, None)?;
+        Ok(Self { layout, d, blocks, scale: None, strict: true })
+    }
+
+    /// A strict rotation from angle parameters (and an optional scaling).
+    ///
+    /// # Errors
+    /// As [`crate::param::blocks_from_angles`] and [`Rotation::strict`].
+    pub fn from_angles(layout: Layout, d: usize, map: AngleMap, params: &[T], scale: Option<&[T]>) -> Result<Self> {
+        let mut blocks = alloc::vec![Block::identity(); params.len()];
+        crate::param::blocks_from_angles(map, params, &mut blocks)?;
+        Rotation::strict(layout, d, &blocks, scale)?;
+        Ok(Self { layout, d, blocks, scale: scale.map(|s| s.to_vec()), strict: true })
+    }
+
+    /// A quasi rotation from flat `[a, b, c, e]` block parameters.
+    ///
+    /// # Errors
+    /// As [`crate::param::blocks_from_quasi`] and [`Rotation::quasi`].
+    pub fn from_quasi(layout: Layout, d: usize, params: &[T], scale: Option<&[T]>) -> Result<Self> {
+        let mut blocks = alloc::vec![Block::identity(); params.len() / 4];
+        crate::param::blocks_from_quasi(params, &mut blocks)?;
+        Rotation::quasi(layout, d, &blocks, scale)?;
+        Ok(Self { layout, d, blocks, scale: scale.map(|s| s.to_vec()), strict: false })
+    }
+
+    /// The borrowed view that applies it.
+    pub fn as_rotation(&self) -> Rotation<'_, T> {
+        Rotation {
+            layout: self.layout,
+            d: self.d,
+            blocks: &self.blocks,
+            scale: self.scale.as_deref(),
+            strict: self.strict,
+        }
+    }
+
+    /// The dense `d x d` matrix `R`, row-major.
+    pub fn to_dense(&self) -> Vec<T> {
+        let mut out = alloc::vec![T::zero(); self.d * self.d];
+        // Cannot fail: the shape is right and the identity is finite.
+        let _ = self.as_rotation().to_dense(&mut out);
+        out
+    }
+}
+
+#[cfg(feature = "alloc")]
+use crate::AngleMap;

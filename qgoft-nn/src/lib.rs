@@ -1,0 +1,2 @@
+//! `qgoft-nn`: tensors, autograd, layers and training with qGOFT adapters.
+#![deny(missing_docs)]
