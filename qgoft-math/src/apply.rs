@@ -27,8 +27,10 @@
 //! through a stack buffer of [`TILE_SCRATCH`] scalars; no heap allocation
 //! happens anywhere in this module.
 //!
-//! Inputs are checked for NaN and infinity before anything is written: a
-//! failing call leaves its data untouched.
+//! Inputs are checked for NaN and infinity before anything is written: such a
+//! failing call leaves its data untouched. Outputs are checked too, so an
+//! overflow is reported as [`Error::Overflow`], never returned as silent
+//! infinities.
 
 use crate::error::{check_finite, check_len, Error, Result};
 use crate::{Block, Layout, Real, Stage};
@@ -224,8 +226,11 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// # Errors
     /// [`Error::ShapeMismatch`] unless `d` divides `x.len()`;
     /// [`Error::NonFinite`] for a non-finite input; for the inverses,
-    /// [`Error::SingularBlock`] or [`Error::SingularScale`]. Nothing is
-    /// written on error.
+    /// [`Error::SingularBlock`] or [`Error::SingularScale`]: nothing is
+    /// written on these errors. [`Error::Overflow`] if a finite input
+    /// produced an infinite output (possible with quasi blocks or a scaling
+    /// of large norm, or inputs near the largest finite value); the batch's
+    /// contents are then unspecified.
     pub fn apply_rows(&self, op: Op, x: &mut [T]) -> Result<()> {
         let d = self.d;
         if !x.len().is_multiple_of(d) {
@@ -240,11 +245,14 @@ impl<'a, T: Real> Rotation<'a, T> {
         let n = x.len() / d;
         let tile = (TILE_SCRATCH / d).min(MAX_TILE);
         if tile < 2 {
+            let mut finite = true;
             for row in x.chunks_exact_mut(d) {
                 self.run_soa(op, row, 1, 0, 1);
+                finite &= all_finite(row);
             }
-            return Ok(());
+            return overflow_unless(finite);
         }
+        let mut finite = true;
         let mut scratch = [T::zero(); TILE_SCRATCH];
         let mut r0 = 0;
         while r0 < n {
@@ -257,6 +265,7 @@ impl<'a, T: Real> Rotation<'a, T> {
                 }
             }
             self.run_soa(op, buf, tw, 0, tw);
+            finite &= all_finite(buf);
             for (l, row) in rows.chunks_exact_mut(d).enumerate() {
                 for (i, v) in row.iter_mut().enumerate() {
                     *v = buf[i * tw + l];
@@ -264,7 +273,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             }
             r0 += tw;
         }
-        Ok(())
+        overflow_unless(finite)
     }
 
     /// Applies `op` to each column of the row-major `d x n` matrix `x`.
@@ -283,7 +292,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             self.run_soa(op, x, n, c0, tw);
             c0 += tw;
         }
-        Ok(())
+        overflow_unless(all_finite(x))
     }
 
     /// Applies `op` to `n` vectors where element `i` of vector `k` is
@@ -337,7 +346,8 @@ impl<'a, T: Real> Rotation<'a, T> {
                 self.run_soa(op, x, elem_stride, k * vec_stride, 1);
             }
         }
-        Ok(())
+        let finite = (0..n).all(|k| (0..d).all(|i| x[k * vec_stride + i * elem_stride].is_finite()));
+        overflow_unless(finite)
     }
 
     /// The merge `W <- W R^T` for a row-major `m x d` weight (`m = w.len() / d`),
@@ -438,6 +448,22 @@ impl<'a, T: Real> Rotation<'a, T> {
                 lanes.iter_mut().for_each(|v| *v = *v * si);
             }
         }
+    }
+}
+
+/// Whether every entry is finite (a test that vectorises).
+#[inline]
+fn all_finite<T: Real>(xs: &[T]) -> bool {
+    xs.iter().fold(T::zero(), |acc, &v| acc + v * T::zero()) == T::zero()
+}
+
+/// `Ok` if `finite`, else the error for an output that overflowed.
+#[inline]
+fn overflow_unless(finite: bool) -> Result<()> {
+    if finite {
+        Ok(())
+    } else {
+        Err(Error::Overflow { what: "rotated output (its contents are unspecified)" })
     }
 }
 

@@ -1,0 +1,145 @@
+//! Invariants checked by the fuzz targets, kept in a library so that the
+//! committed corpora can be replayed by `cargo test` on a stable toolchain.
+//!
+//! Every function takes arbitrary bytes and panics only when an invariant of
+//! the library is broken: errors are fine, panics and silent NaN are not.
+
+use arbitrary::{Arbitrary, Unstructured};
+use qgoft_math::{AngleMap, Error, Givens, Layout, Op, RotationBuf};
+
+/// Givens generation on arbitrary `f32` and `f64` pairs: finite in, finite
+/// out (or `Overflow` when the true `r` overflows); `G^T (a, b) = (r, 0)`;
+/// `c >= 0`; `c^2 + s^2 = 1` to rounding.
+pub fn givens(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let (Ok(a32), Ok(b32), Ok(a64), Ok(b64)) =
+        (f32::arbitrary(&mut u), f32::arbitrary(&mut u), f64::arbitrary(&mut u), f64::arbitrary(&mut u))
+    else {
+        return;
+    };
+    check_givens32(a32, b32);
+    check_givens64(a64, b64);
+}
+
+fn check_givens32(a: f32, b: f32) {
+    match Givens::generate(a, b) {
+        Err(Error::NonFinite { .. }) => assert!(!a.is_finite() || !b.is_finite(), "NonFinite for ({a}, {b})"),
+        Err(Error::Overflow { .. }) => {
+            assert!((a as f64).hypot(b as f64) > f32::MAX as f64 * (1.0 - 1e-6), "spurious overflow ({a}, {b})")
+        }
+        Err(e) => panic!("unexpected error {e} for ({a}, {b})"),
+        Ok((g, r)) => {
+            assert!(a.is_finite() && b.is_finite());
+            let (c, s) = (g.c() as f64, g.s() as f64);
+            assert!(c.is_finite() && s.is_finite() && r.is_finite(), "non-finite output for ({a}, {b})");
+            assert!(c >= 0.0, "c < 0 for ({a}, {b})");
+            assert!((c * c + s * s - 1.0).abs() <= 5.0 * 2f64.powi(-24), "c^2+s^2 off for ({a}, {b})");
+            let exact = (a as f64).hypot(b as f64);
+            assert!(((r as f64).abs() - exact).abs() <= 2.0 * 2f64.powi(-23) * exact, "r off for ({a}, {b})");
+        }
+    }
+}
+
+fn check_givens64(a: f64, b: f64) {
+    match Givens::generate(a, b) {
+        Err(Error::NonFinite { .. }) => assert!(!a.is_finite() || !b.is_finite()),
+        Err(Error::Overflow { .. }) => assert!(a.abs().max(b.abs()) > f64::MAX / 2.0, "spurious overflow ({a}, {b})"),
+        Err(e) => panic!("unexpected error {e} for ({a}, {b})"),
+        Ok((g, r)) => {
+            let (c, s) = (g.c(), g.s());
+            assert!(c.is_finite() && s.is_finite() && r.is_finite(), "non-finite output for ({a}, {b})");
+            assert!(c >= 0.0);
+            assert!((c * c + s * s - 1.0).abs() <= 5.0 * 2f64.powi(-53), "c^2+s^2 off for ({a}, {b})");
+            let big = a.abs().max(b.abs());
+            assert!(r.abs() >= big * (1.0 - 4e-16) && r.abs() <= big * (2f64.sqrt() + 1e-15), "r off for ({a}, {b})");
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum LayoutChoice {
+    Chain,
+    Tree,
+    Full,
+    FullParallel,
+}
+
+#[derive(Arbitrary, Debug)]
+struct ApplyWorkload {
+    layout: LayoutChoice,
+    d: u16,
+    rows: u8,
+    quasi: bool,
+    pi_tanh: bool,
+    scaled: bool,
+    op: u8,
+    values: Vec<f32>,
+}
+
+/// Layouts and application for arbitrary `d` up to 4096 and arbitrary
+/// parameters, NaN and infinities included: an error or a finite result,
+/// never a panic; strict rotations without scaling keep every row's norm.
+pub fn apply(data: &[u8]) {
+    let Ok(w) = ApplyWorkload::arbitrary(&mut Unstructured::new(data)) else { return };
+    let layout = match w.layout {
+        LayoutChoice::Chain => Layout::Chain,
+        LayoutChoice::Tree => Layout::Tree,
+        LayoutChoice::Full => Layout::Full,
+        LayoutChoice::FullParallel => Layout::FullParallel,
+    };
+    let max_d = if matches!(layout, Layout::Full | Layout::FullParallel) { 96 } else { 4096 };
+    let d = (w.d as usize) % (max_d + 1);
+    let n = (w.rows as usize % 4) + 1;
+    let k = layout.num_rotations(d);
+    let mut vals = w.values.iter().copied().cycle();
+    let mut take = |len: usize| -> Vec<f32> {
+        if w.values.is_empty() {
+            vec![0.5; len]
+        } else {
+            (0..len).map(|_| vals.next().unwrap_or(0.0)).collect()
+        }
+    };
+    let scale = w.scaled.then(|| take(d));
+    let rot = if w.quasi {
+        RotationBuf::from_quasi(layout, d, &take(4 * k), scale.as_deref())
+    } else {
+        let map = if w.pi_tanh { AngleMap::PiTanh } else { AngleMap::Raw };
+        RotationBuf::from_angles(layout, d, map, &take(k), scale.as_deref())
+    };
+    let rot = match rot {
+        Ok(r) => r,
+        Err(_) if d == 0 => return,
+        Err(Error::NonFinite { .. } | Error::NotOrthogonal { .. }) => return,
+        Err(e) => panic!("unexpected construction error {e}"),
+    };
+    let op = [Op::Forward, Op::Transpose, Op::Inverse, Op::InverseTranspose][w.op as usize % 4];
+    let mut x = take(n * d);
+    let x0 = x.clone();
+    let r = rot.as_rotation();
+    match r.apply_rows(op, &mut x) {
+        Ok(()) => {
+            assert!(x.iter().all(|v| v.is_finite()), "non-finite output without an error");
+            if r.is_strict() && r.scale().is_none() {
+                for (a, b) in x.chunks(d).zip(x0.chunks(d)) {
+                    let na: f64 = a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+                    let nb: f64 = b.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+                    let tol = 8.0 * f32::EPSILON as f64 * (d as f64).sqrt() * (layout.num_stages(d) as f64 + 1.0);
+                    assert!((na - nb).abs() <= tol * nb + 1e-30, "norm changed: {nb} -> {na}");
+                }
+            }
+        }
+        Err(Error::NonFinite { .. }) => {
+            assert!(x0.iter().any(|v| !v.is_finite()), "NonFinite error for a finite input");
+            assert!(same_bits(&x, &x0), "input modified by a failing call");
+        }
+        Err(Error::SingularBlock { .. } | Error::SingularScale { .. }) => {
+            assert!(same_bits(&x, &x0), "input modified by a failing call");
+        }
+        Err(Error::Overflow { .. }) => assert!(x0.iter().all(|v| v.is_finite())),
+        Err(e) => panic!("unexpected apply error {e}"),
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
