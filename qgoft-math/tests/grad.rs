@@ -411,3 +411,30 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     vjp_rows(&rot, Op::Transpose, Saved::Input(&[]), &mut [], &mut db, Some(&mut ds), &mut []).unwrap();
     assert_eq!(db, [Block::default(); 2]);
 }
+
+/// `d = 1`: no blocks, only the scaling (if any) and the input gradient.
+#[test]
+fn dimension_one() {
+    for scaled in [false, true] {
+        for op in [Op::Forward, Op::Transpose] {
+            let c = Case {
+                layout: Layout::Tree,
+                d: 1,
+                mode: Mode::Strict(AngleMap::PiTanh),
+                scaled,
+                op,
+                from_output: true,
+                params: vec![],
+                scale: scaled.then(|| vec![1.5]),
+                x: vec![0.5, -2.0, 3.0],
+                gy: vec![1.0, 2.0, -1.0],
+            };
+            check_case::<f64>(&c).unwrap();
+            check_case::<f32>(&c).unwrap();
+            let (_, ds, dx) = c.analytic::<f64>();
+            let s = if scaled { 1.5 } else { 1.0 };
+            assert_eq!(dx, vec![s, 2.0 * s, -s]);
+            assert_eq!(ds, if scaled { vec![0.5 - 4.0 - 3.0] } else { vec![] });
+        }
+    }
+}
