@@ -935,7 +935,7 @@ mod tests {
     macro_rules! recovery_props {
         ($name:ident, $t:ty) => {
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(128))]
+                #![proptest_config(ProptestConfig::with_cases(256))]
                 #[test]
                 fn $name(layout in 0usize..4, d in 1usize..=64, n in 1usize..=8, transpose in any::<bool>(), seed in any::<u64>()) {
                     let w = worst_recovery::<$t>(LAYOUTS[layout], d, n, transpose, seed);

@@ -195,7 +195,12 @@ fn check_case<T: Real>(c: &Case) -> Result<(), TestCaseError> {
     // f64: the finite differences limit; otherwise the arithmetic of T.
     let tol = 1e-7f64.max(8.0 * u * growth);
     let (dp, ds, dx) = c.analytic::<T>();
-    let floor = 1e-3 * norm(&c.gy) * norm(&c.x).max(1.0);
+    // Denominators are at least a fraction of the natural size of the
+    // gradient (`|gy| |x|` for the parameters, `|gy|` for the input). In f32
+    // that fraction is 1: rounding errors of a batch sum scale with the sum
+    // of the terms' magnitudes, not with a result that cancels by chance.
+    let floor_factor = if u > 1e-10 { 1.0 } else { 1e-3 };
+    let floor = floor_factor * norm(&c.gy) * norm(&c.x).max(1.0);
     let mut rng = Rng(c.x.len() as u64 ^ 0x5eed);
     let scale = c.scale.as_deref();
 
@@ -205,7 +210,7 @@ fn check_case<T: Real>(c: &Case) -> Result<(), TestCaseError> {
         let e = fd_error(&|s| c.loss(&c.params, Some(s), &c.x), s, &ds, floor, &mut rng);
         prop_assert!(e <= tol, "scale gradient: relative error {e:e} > {tol:e}");
     }
-    let floor_x = 1e-3 * norm(&c.gy);
+    let floor_x = floor_factor * norm(&c.gy);
     let e = fd_error(&|x| c.loss(&c.params, scale, x), &c.x, &dx, floor_x, &mut rng);
     prop_assert!(e <= tol, "input gradient: relative error {e:e} > {tol:e}");
     Ok(())
@@ -217,7 +222,7 @@ macro_rules! vjp_props {
             use super::*;
 
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(96))]
+                #![proptest_config(ProptestConfig::with_cases(384))]
 
                 #[test]
                 fn vjp_matches_finite_differences(
