@@ -135,7 +135,7 @@ fn backward_rows<T: Real>(tag: &str, n: usize, d: usize, reps: usize) -> Vec<Row
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let reps = if quick { 3 } else { 10 };
+    let reps = if quick { 2 } else { 5 };
     let n = 4096;
     println!("{:<44} {:>9} {:>10}", "kernel", "ns/elem", "ratio");
     let mut rows = Vec::new();
