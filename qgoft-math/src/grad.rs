@@ -37,8 +37,10 @@
 //!   steps in reverse. Nothing is stored per stage: the extra memory is two
 //!   tiles of `d x w` values (the recovered inputs and the gradient of `w`
 //!   rows in flight) plus the summation levels below. The recovered inputs
-//!   agree with the forward's to rounding (`~2 u sqrt(d)` relative for the
-//!   chain and the tree).
+//!   agree with the forward's to rounding: within `2 u sqrt(d) |x|` for the
+//!   chain and the tree from `d = 8` on (`2 u (sqrt(d) + 2) |x|` below, where
+//!   one rotation's forward and inverse roundings alone reach `~3.4 u`), and
+//!   `2 u d |x|` for the full layouts.
 //! * [`Saved::Input`] (any rotation, needed for quasi blocks): the forward's
 //!   input `X`. The forward is recomputed tile by tile and the two inputs of
 //!   every block are kept for the tile only: `2 (number of blocks) x w`
