@@ -19,6 +19,8 @@
 //! * [`param`] — raw angles, `theta = pi * tanh(p)`, quasi-Givens blocks.
 //! * [`apply`] — `R x`, `R^T x`, `R^-1 x` on vectors and batches, the merge
 //!   `W R^T` in `O(d m)`, dense `R` on request.
+//! * [`grad`] — vector-Jacobian products of the batch application and the
+//!   merge w.r.t. inputs and every parametrization; the penalty's gradient.
 //! * [`metrics`] — orthogonality error, the qGOFT penalty, determinant sign,
 //!   cosine-similarity change.
 //! * [`error`] — the one error type.
@@ -62,6 +64,7 @@ extern crate std;
 pub mod apply;
 pub mod error;
 pub mod givens;
+pub mod grad;
 pub mod layout;
 pub mod metrics;
 pub mod param;
@@ -75,6 +78,7 @@ pub use apply::RotationBuf;
 pub use apply::{Op, Rotation};
 pub use error::{Error, Result};
 pub use givens::Givens;
+pub use grad::{vjp_merge, vjp_rows, Saved};
 pub use layout::{Layout, Plane, Stage};
 pub use param::{AngleMap, Block};
 pub use scalar::Real;
