@@ -51,7 +51,7 @@ macro_rules! error_props {
             }
 
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(cases(128)))]
+                #![proptest_config(ProptestConfig::with_cases(cases(256)))]
 
                 #[test]
                 fn generate_rejects_non_finite((a, b) in finite_pair::<T>(), bad in non_finite(), which in 0usize..3) {
@@ -117,7 +117,11 @@ macro_rules! error_props {
                         v[entry] = bad;
                         blocks[idx] = Block::from_array(v);
                     }
-                    for r in [Rotation::strict(layout, d, &blocks, Some(&scale)), Rotation::quasi(layout, d, &blocks, Some(&scale))] {
+                    let both = [
+                        Rotation::strict(layout, d, &blocks, Some(&scale)),
+                        Rotation::quasi(layout, d, &blocks, Some(&scale)),
+                    ];
+                    for r in both {
                         match r {
                             Err(Error::NonFinite { index, value, what }) => {
                                 prop_assert_eq!(index, idx);
@@ -153,7 +157,9 @@ macro_rules! error_props {
                             let v = &mut xs[row * d..(row + 1) * d];
                             match k % 3 { 0 => r.apply(v), 1 => r.apply_transpose(v), _ => r.apply_inverse(v) }
                                 .map_err(|e| match e {
-                                    Error::NonFinite { what, index, value } => Error::NonFinite { what, index: index + row * d, value },
+                                    Error::NonFinite { what, index, value } => {
+                                        Error::NonFinite { what, index: index + row * d, value }
+                                    }
                                     e => e,
                                 })
                         }
@@ -225,7 +231,8 @@ macro_rules! error_props {
                     let before = bits_of(&xs);
                     let op = if k % 2 == 0 { Op::Inverse } else { Op::InverseTranspose };
                     for res in [r.apply_rows(op, &mut xs), r.apply_cols(op, &mut xs, n), r.unmerge(&mut xs)] {
-                        prop_assert!(matches!(res, Err(Error::SingularScale { index, .. }) if index == at), "{:?}", res);
+                        let ok = matches!(res, Err(Error::SingularScale { index, .. }) if index == at);
+                        prop_assert!(ok, "{:?}", res);
                     }
                     prop_assert_eq!(bits_of(&xs), before);
                 }
@@ -239,7 +246,8 @@ macro_rules! error_props {
                     prop_assert!(Rotation::strict(layout, d, &blocks, None).is_ok());
                     let at = at % blocks.len();
                     // Perturb one entry by 10^mag units of roundoff, far beyond the 16u tolerance.
-                    let delta = (if neg { -1.0 } else { 1.0 }) * 64.0 * 10f64.powf(mag) * to64(<T as qgoft_math::Real>::UNIT_ROUNDOFF);
+                    let u = to64(<T as qgoft_math::Real>::UNIT_ROUNDOFF);
+                    let delta = (if neg { -1.0 } else { 1.0 }) * 64.0 * 10f64.powf(mag) * u;
                     let mut v = blocks[at].to_array();
                     v[entry] += delta as T;
                     blocks[at] = Block::from_array(v);
@@ -257,7 +265,9 @@ macro_rules! error_props {
                     let nr = layout.num_rotations(d);
                     let blocks = vec![Block::<T>::identity(); nr + extra];
                     match Rotation::strict(layout, d, &blocks, None) {
-                        Err(Error::ShapeMismatch { expected, found, .. }) => prop_assert_eq!((expected, found), (nr, nr + extra)),
+                        Err(Error::ShapeMismatch { expected, found, .. }) => {
+                            prop_assert_eq!((expected, found), (nr, nr + extra))
+                        }
                         other => prop_assert!(false, "{:?}", other.map(|_| ())),
                     }
                     let blocks = &blocks[..nr];
@@ -302,7 +312,8 @@ macro_rules! error_props {
                     let mut x = vec![0.25 as T; len];
                     let res = r.apply_strided(op_of(k), &mut x, n, vs, es);
                     if strides_overlap(n, d, vs, es) {
-                        prop_assert!(matches!(res, Err(Error::InvalidArgument { .. })), "n {} d {} vs {} es {}: {:?}", n, d, vs, es, res);
+                        let ok = matches!(res, Err(Error::InvalidArgument { .. }));
+                        prop_assert!(ok, "n {} d {} vs {} es {}: {:?}", n, d, vs, es, res);
                         prop_assert!(x.iter().all(|&v| v == 0.25), "data written despite the error");
                     } else if vs >= d * es.max(1) || es >= n * vs.max(1) {
                         // Row-like or column-like strides are accepted.

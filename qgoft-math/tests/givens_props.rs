@@ -95,7 +95,7 @@ macro_rules! givens_props {
             type T = $t;
 
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(cases(20_000)))]
+                #![proptest_config(ProptestConfig::with_cases(cases(100_000)))]
 
                 #[test]
                 fn generate_meets_targets((a, b) in finite_pair::<T>()) {
@@ -145,7 +145,10 @@ macro_rules! givens_props {
             fn generate_overflow_is_an_error() {
                 let max = <T>::MAX;
                 assert!(matches!(qgoft_math::Givens::generate(max, max), Err(qgoft_math::Error::Overflow { .. })));
-                assert!(matches!(qgoft_math::Givens::generate(-max, max / 2.0), Err(qgoft_math::Error::Overflow { .. })));
+                assert!(matches!(
+                    qgoft_math::Givens::generate(-max, max / 2.0),
+                    Err(qgoft_math::Error::Overflow { .. })
+                ));
                 let (g, r) = qgoft_math::Givens::generate(max, <T>::MIN_POSITIVE).unwrap();
                 assert_eq!((g.c(), r), (1.0, max));
             }

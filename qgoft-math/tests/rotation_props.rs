@@ -76,7 +76,7 @@ macro_rules! rotation_props {
             }
 
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+                #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 
                 #[test]
                 fn chain_tree_product_is_orthogonal(
@@ -110,13 +110,15 @@ macro_rules! rotation_props {
                     let x64: Vec<f64> = x0.iter().map(|v| to64(*v)).collect();
                     let tol = 10.0 * u() * depth(layout, d) * norm(&x0) + f64::MIN_POSITIVE;
                     // R R^T x, R^T R x and R^-1 R x (strict: the inverse is the transpose).
-                    for (first, second) in [(Op::Transpose, Op::Forward), (Op::Forward, Op::Transpose), (Op::Forward, Op::Inverse)] {
+                    let pairs =
+                        [(Op::Transpose, Op::Forward), (Op::Forward, Op::Transpose), (Op::Forward, Op::Inverse)];
+                    for (first, second) in pairs {
                         let mut y = x0.clone();
                         r.apply_rows(first, &mut y).unwrap();
                         r.apply_rows(second, &mut y).unwrap();
                         let e = dist(&y, &x64);
                         record(&format!("{} strict round trip / (10 u K |x|)", stringify!($t)), e / tol);
-                        prop_assert!(e <= tol, "{:?} d = {} {:?} then {:?}: error {:e} > {:e}", layout, d, first, second, e, tol);
+                        prop_assert!(e <= tol, "{:?} d={} {:?}, {:?}: {:e} > {:e}", layout, d, first, second, e, tol);
                     }
                     // A strict rotation keeps norms.
                     let mut y = x0.clone();
@@ -156,7 +158,7 @@ macro_rules! rotation_props {
                         r.apply_rows(second, &mut y).unwrap();
                         let e = dist(&y, &x64);
                         record(&format!("{} quasi+scale round trip / (12 u (K+1) kappa |x|)", stringify!($t)), e / tol);
-                        prop_assert!(e <= tol, "{:?} d = {} {:?} then {:?}: error {:e} > {:e}", layout, d, first, second, e, tol);
+                        prop_assert!(e <= tol, "{:?} d={} {:?}, {:?}: {:e} > {:e}", layout, d, first, second, e, tol);
                     }
                     // unmerge undoes merge.
                     let mut w: Vec<T> = x0.iter().chain(x0.iter().rev()).copied().collect();
@@ -206,9 +208,11 @@ macro_rules! rotation_props {
                     let kk = depth(layout, d);
                     for (row, x0) in single.chunks_exact(d).zip(xs.chunks_exact(d)) {
                         let want = if op == Op::Forward { matvec(&dense, x0, d) } else { matvec_t(&dense, x0, d) };
-                        let tol = 6.0 * u() * (kk + 1.0) * growth * ((d as f64).sqrt() + 1.0) * norm(x0) + f64::MIN_POSITIVE;
+                        let sd = (d as f64).sqrt();
+                        let tol = 6.0 * u() * (kk + 1.0) * growth * (sd + 1.0) * norm(x0) + f64::MIN_POSITIVE;
                         let e = dist(row, &want);
-                        record(&format!("{} dense vs applied / (6 u (K+1) (sqrt d + 1) |R| |x|)", stringify!($t)), e / tol);
+                        let key = format!("{} dense vs applied / (6 u (K+1) (sqrt d + 1) |R| |x|)", stringify!($t));
+                        record(&key, e / tol);
                         prop_assert!(e <= tol, "{:?} d = {} {:?}: dense vs applied {:e} > {:e}", layout, d, op, e, tol);
                     }
 
@@ -274,11 +278,65 @@ macro_rules! rotation_props {
                         let want: Vec<f64> = (0..d)
                             .map(|j| dot_dd(0.0, (0..d).map(|k| (to64(wi[k]), to64(dense[j * d + k])))))
                             .collect();
-                        let tol = 6.0 * u() * (depth(layout, d) + 1.0) * ((d as f64).sqrt() + 1.0) * norm(wi) + f64::MIN_POSITIVE;
+                        let sd = (d as f64).sqrt();
+                        let tol = 6.0 * u() * (depth(layout, d) + 1.0) * (sd + 1.0) * norm(wi) + f64::MIN_POSITIVE;
                         let e = dist(row, &want);
                         record(&format!("{} merge vs dense W R^T / tol", stringify!($t)), e / tol);
                         prop_assert!(e <= tol, "row {}: {:e} > {:e}", i, e, tol);
                     }
+                }
+
+                /// The dense `R` equals `P_K ... P_1 S` built here from first
+                /// principles in f64: DESIGN.md's conventions (parameters in
+                /// stage order, `G[i][i] = G[j][j] = cos`, `G[i][j] = -sin`,
+                /// `G[j][i] = sin`, quasi `P[i][i] = a, P[i][j] = b,
+                /// P[j][i] = c, P[j][j] = e`, the scaling applied first).
+                #[test]
+                fn dense_matches_first_principles(
+                    (layout, d, p) in angle_case(ALL, 1..=24),
+                    pitanh in any::<bool>(),
+                    quasi in proptest::option::of(quasi_blocks(24 * 23 / 2, 0.3)),
+                    s in proptest::option::of(scaling(24)),
+                ) {
+                    let nr = layout.num_rotations(d);
+                    let pt: Vec<T> = cast(&p);
+                    let s: Option<Vec<T>> = s.map(|s| cast(&s[..d]));
+                    let (buf, want_blocks): (RotationBuf<T>, Vec<[f64; 4]>) = match &quasi {
+                        Some(q) => {
+                            let flat: Vec<T> = q[..nr].iter().flat_map(|b| b.map(|v| v as T)).collect();
+                            let w = flat.chunks_exact(4).map(|c| [0, 1, 2, 3].map(|k| to64(c[k]))).collect();
+                            (RotationBuf::from_quasi(layout, d, &flat, s.as_deref()).unwrap(), w)
+                        }
+                        None => {
+                            let w = pt.iter().map(|&v| {
+                                let v = to64(v);
+                                let theta = if pitanh { std::f64::consts::PI * v.tanh() } else { v };
+                                [theta.cos(), -theta.sin(), theta.sin(), theta.cos()]
+                            }).collect();
+                            (RotationBuf::from_angles(layout, d, map_of(pitanh), &pt, s.as_deref()).unwrap(), w)
+                        }
+                    };
+                    // M = S, then M <- P_k M for each plane in parameter order.
+                    let mut m = vec![0.0f64; d * d];
+                    for i in 0..d {
+                        m[i * d + i] = s.as_ref().map_or(1.0, |s| to64(s[i]));
+                    }
+                    for (plane, b) in layout.planes(d).zip(&want_blocks) {
+                        let [a, bb, c, e] = *b;
+                        for col in 0..d {
+                            let (x, y) = (m[plane.i * d + col], m[plane.j * d + col]);
+                            m[plane.i * d + col] = a * x + bb * y;
+                            m[plane.j * d + col] = c * x + e * y;
+                        }
+                    }
+                    let got = buf.to_dense();
+                    let err = dist(&got, &m);
+                    let smax = s.as_ref().map_or(1.0, |s| s.iter().map(|v| to64(*v).abs()).fold(0.0, f64::max));
+                    let growth = smax * stage_product(layout, d, &to_blocks::<f64>(&want_blocks), block_norm);
+                    // Rounding of the kernel plus that of each angle map in T.
+                    let tol = 16.0 * u() * (depth(layout, d) + nr as f64 + 1.0) * growth * (d as f64).sqrt();
+                    record(&format!("{} dense vs first principles / tol", stringify!($t)), err / tol);
+                    prop_assert!(err <= tol, "{:?} d = {}: {:e} > {:e}", layout, d, err, tol);
                 }
 
                 #[test]
@@ -297,7 +355,8 @@ macro_rules! rotation_props {
                         Some(q) => to_blocks(&q[..nr]),
                         None => {
                             let mut b = vec![Block::identity(); nr];
-                            qgoft_math::param::blocks_from_angles(map_of(pitanh), &cast::<T>(&p[..nr]), &mut b).unwrap();
+                            let angles = cast::<T>(&p[..nr]);
+                            qgoft_math::param::blocks_from_angles(map_of(pitanh), &angles, &mut b).unwrap();
                             b
                         }
                     };
