@@ -431,9 +431,11 @@ impl<'a, T: Real> Rotation<'a, T> {
     fn stage_soa(&self, op: Op, stage: Stage, data: &mut [T], ld: usize, base: usize, tw: usize) {
         for (t, p) in stage.planes().enumerate() {
             let b = self.effective(op, self.blocks[stage.offset + t]);
-            let (lo, hi) = data.split_at_mut(p.j * ld);
+            // Lane runs of one coordinate are at most `ld` long, so the run of
+            // coordinate i ends before the run of coordinate j starts.
+            let (lo, hi) = data.split_at_mut(p.j * ld + base);
             let x = &mut lo[p.i * ld + base..p.i * ld + base + tw];
-            let y = &mut hi[base..base + tw];
+            let y = &mut hi[..tw];
             rotate_lanes(b, x, y);
         }
     }
