@@ -4,8 +4,10 @@
 //! random `w` gives `J^T w`; central differences of `f(x) = <w, y(x)>`
 //! (accumulated in `f64`) with step `h` estimate the same vector with error
 //! `O(h^2)` from truncation and `O(u |f| / h)` from `f32` rounding. With
-//! `h = 1e-2` on inputs of order 1 both are below about `1e-3`, so the check
-//! uses `|fd - an| <= 5e-3 (1 + |an|)`.
+//! `h = 1e-2` on inputs of order 1 the measured worst error over all ops is
+//! `7.5e-5` (the Cayley map, the most curved) and at most `1.2e-5` for the
+//! others, so the check uses `|fd - an| <= 3e-4 (1 + |an|)`; a 1 % error in
+//! one term of the layer-norm backward already fails it.
 
 use super::{Graph, Var};
 use crate::error::Result;
@@ -54,7 +56,7 @@ pub(crate) fn check_gradients(inputs: &[Tensor], f: impl Fn(&mut Graph, &[Var]) 
             let a = f64::from(an.data()[i]);
             let err = (fd - a).abs() / (1.0 + a.abs());
             worst = worst.max(err);
-            assert!(err <= 5e-3, "input {k} element {i}: analytic {a}, finite difference {fd}");
+            assert!(err <= 3e-4, "input {k} element {i}: analytic {a}, finite difference {fd}");
         }
     }
     assert!(worst.is_finite());
