@@ -22,6 +22,12 @@ use crate::error::{Error, Result};
 use crate::param::Param;
 use crate::tensor::Tensor;
 
+/// Named tensors, as read from a file (sorted by name).
+pub type NamedTensors = Vec<(String, Tensor)>;
+
+/// The string metadata of a safetensors file.
+pub type Metadata = HashMap<String, String>;
+
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` atomically (see the module documentation).
@@ -56,11 +62,8 @@ pub(crate) fn atomic_write_with_hook(
         .ok_or_else(|| Error::invalid("output path (no file name)", path.display()))?
         .to_string_lossy()
         .into_owned();
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp =
+        dir.join(format!(".{file_name}.{}.{}.tmp", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -101,7 +104,8 @@ pub fn serialize_tensors(tensors: &[(&str, &Tensor)], metadata: Option<&HashMap<
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         return Err(Error::invalid("duplicate tensor name", w[0]));
     }
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let err = |e: safetensors::SafeTensorError| Error::Checkpoint { path: PathBuf::new(), reason: e.to_string() };
     let views = tensors
         .iter()
@@ -125,7 +129,7 @@ pub fn serialize_tensors(tensors: &[(&str, &Tensor)], metadata: Option<&HashMap<
 /// ```
 pub fn deserialize_tensors(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tensor)>> {
     let err = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
-    let st = SafeTensors::deserialize(bytes).map_err(|e| err(e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| err(format!("{e} (the file is {} bytes)", bytes.len())))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -156,7 +160,11 @@ pub fn deserialize_tensors(bytes: &[u8], path: &Path) -> Result<Vec<(String, Ten
 /// # std::fs::remove_file(&path).unwrap();
 /// # Ok::<(), qgoft_nn::Error>(())
 /// ```
-pub fn save_tensors(path: &Path, tensors: &[(&str, &Tensor)], metadata: Option<&HashMap<String, String>>) -> Result<()> {
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(&str, &Tensor)],
+    metadata: Option<&HashMap<String, String>>,
+) -> Result<()> {
     let bytes = serialize_tensors(tensors, metadata)?;
     atomic_write(path, &bytes)
 }
@@ -174,7 +182,32 @@ pub fn load_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     deserialize_tensors(&bytes, path)
 }
 
-/// Saves parameters under their names, atomically.
+/// Loads every tensor of a safetensors file (sorted by name) and its
+/// string metadata (empty when the file has none).
+///
+/// # Errors
+/// As [`load_tensors`].
+///
+/// ```
+/// use std::collections::HashMap;
+/// use qgoft_nn::{io, Tensor};
+/// let path = std::env::temp_dir().join(format!("qgoft-doc-meta-{}.safetensors", std::process::id()));
+/// let meta = HashMap::from([("model".to_string(), "mlp".to_string())]);
+/// io::save_tensors(&path, &[("w", &Tensor::eye(2))], Some(&meta))?;
+/// let (tensors, back) = io::load_checkpoint(&path)?;
+/// assert_eq!((tensors.len(), back), (1, meta));
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), qgoft_nn::Error>(())
+/// ```
+pub fn load_checkpoint(path: &Path) -> Result<(NamedTensors, Metadata)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let tensors = deserialize_tensors(&bytes, path)?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), reason: e.to_string() })?;
+    Ok((tensors, meta.metadata().clone().unwrap_or_default()))
+}
+
+/// Saves parameters under their names (with optional metadata), atomically.
 ///
 /// # Errors
 /// As [`save_tensors`].
@@ -183,17 +216,17 @@ pub fn load_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// use qgoft_nn::{io, layers::{Linear, Module}, Rng};
 /// let fc = Linear::new("fc", 3, 2, true, &mut Rng::new(0));
 /// let path = std::env::temp_dir().join(format!("qgoft-doc-params-{}.safetensors", std::process::id()));
-/// io::save_params(&path, &fc.params())?;
+/// io::save_params(&path, &fc.params(), None)?;
 /// let other = Linear::new("fc", 3, 2, true, &mut Rng::new(1));
 /// io::load_params(&path, &other.params(), true)?;
 /// assert_eq!(*other.weight().value(), *fc.weight().value());
 /// # std::fs::remove_file(&path).unwrap();
 /// # Ok::<(), qgoft_nn::Error>(())
 /// ```
-pub fn save_params(path: &Path, params: &[Param]) -> Result<()> {
+pub fn save_params(path: &Path, params: &[Param], metadata: Option<&HashMap<String, String>>) -> Result<()> {
     let values: Vec<_> = params.iter().map(Param::value).collect();
     let named: Vec<(&str, &Tensor)> = params.iter().zip(&values).map(|(p, v)| (p.name(), &**v)).collect();
-    save_tensors(path, &named, None)
+    save_tensors(path, &named, metadata)
 }
 
 /// Loads a file into parameters, matching by name. Every parameter must be
@@ -223,14 +256,17 @@ pub fn load_params(path: &Path, params: &[Param], strict: bool) -> Result<()> {
     for p in params {
         let t = by_name.remove(p.name()).ok_or_else(|| err(format!("tensor {} is missing", p.name())))?;
         if t.shape() != p.shape() {
-            return Err(err(format!("tensor {} has shape {:?}, the model expects {:?}", p.name(), t.shape(), p.shape())));
+            return Err(err(format!(
+                "tensor {} has shape {:?}, the model expects {:?}",
+                p.name(),
+                t.shape(),
+                p.shape()
+            )));
         }
         updates.push((p, t));
     }
-    if strict {
-        if let Some(name) = by_name.keys().min() {
-            return Err(err(format!("unexpected tensor {name} (not a parameter of the model)")));
-        }
+    if strict && let Some(name) = by_name.keys().min() {
+        return Err(err(format!("unexpected tensor {name} (not a parameter of the model)")));
     }
     for (p, t) in updates {
         p.set(t.clone())?;

@@ -97,11 +97,7 @@ impl Rng {
     /// ```
     pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
         let x = lo + (hi - lo) * self.next_f32();
-        if x < hi {
-            x
-        } else {
-            lo
-        }
+        if x < hi { x } else { lo }
     }
 
     /// A standard normal sample (Box-Muller, computed in `f64`).
@@ -160,9 +156,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_different_seed_differs() {
-        let a: Vec<u64> = { let mut r = Rng::new(42); (0..8).map(|_| r.next_u64()).collect() };
-        let b: Vec<u64> = { let mut r = Rng::new(42); (0..8).map(|_| r.next_u64()).collect() };
-        let c: Vec<u64> = { let mut r = Rng::new(43); (0..8).map(|_| r.next_u64()).collect() };
+        let a: Vec<u64> = {
+            let mut r = Rng::new(42);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = Rng::new(42);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut r = Rng::new(43);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

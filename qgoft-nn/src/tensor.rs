@@ -6,7 +6,7 @@
 //! as [`Tensor::matmul`], [`Tensor::matmul_nt`] and [`Tensor::matmul_tn`].
 
 use crate::error::{Error, Result};
-use crate::linalg::{gemm, Trans};
+use crate::linalg::{Trans, gemm};
 
 /// A dense row-major `f32` tensor.
 ///
@@ -242,7 +242,10 @@ impl Tensor {
     /// ```
     pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<Tensor> {
         self.expect_shape("elementwise operand", &other.shape)?;
-        Ok(Tensor { shape: self.shape.clone(), data: self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)).collect() })
+        Ok(Tensor {
+            shape: self.shape.clone(),
+            data: self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)).collect(),
+        })
     }
 
     /// Sum of squares, accumulated in `f64`.

@@ -17,7 +17,7 @@ use crate::autograd::{Graph, Var};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::layers::Module;
-use crate::optim::{clip_grad_norm, LrSchedule, Optimizer};
+use crate::optim::{LrSchedule, Optimizer, clip_grad_norm};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -86,7 +86,7 @@ pub fn correct(logits: &Tensor, labels: &[usize]) -> Result<usize> {
         .data()
         .chunks_exact(c.max(1))
         .zip(labels)
-        .filter(|(row, &y)| {
+        .filter(|&(row, &y)| {
             let arg = row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best });
             arg == y
         })
@@ -211,7 +211,11 @@ pub fn train_classifier_with(
             }
             let lv = g.value(loss).item();
             if !lv.is_finite() {
-                return Err(Error::NonFinite { what: format!("training loss (epoch {epoch}, step {})", i + 1), index: 0, value: f64::from(lv) });
+                return Err(Error::NonFinite {
+                    what: format!("training loss (epoch {epoch}, step {})", i + 1),
+                    index: 0,
+                    value: f64::from(lv),
+                });
             }
             let mut grads = g.backward(loss)?;
             drop(g);
@@ -247,7 +251,13 @@ mod tests {
             batch_size: 64,
             seed,
             clip_norm: Some(5.0),
-            schedule: Some(LrSchedule { peak: 5e-3, min: 5e-4, warmup_steps: 10, total_steps: steps, decay: Decay::Cosine }),
+            schedule: Some(LrSchedule {
+                peak: 5e-3,
+                min: 5e-4,
+                warmup_steps: 10,
+                total_steps: steps,
+                decay: Decay::Cosine,
+            }),
             quiet: true,
         };
         let stats = train_classifier(&mlp, &mut opt, &train, Some(&test), &cfg).unwrap();

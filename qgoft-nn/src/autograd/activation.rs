@@ -83,11 +83,7 @@ impl Graph {
     /// ```
     pub fn tanh(&mut self, x: Var) -> Result<Var> {
         let value = self.value(x).map(f32::tanh);
-        Ok(self.record(
-            &[x],
-            value,
-            Box::new(|a| Ok(vec![Some(a.output.zip_map(a.grad, |t, g| (1.0 - t * t) * g)?)])),
-        ))
+        Ok(self.record(&[x], value, Box::new(|a| Ok(vec![Some(a.output.zip_map(a.grad, |t, g| (1.0 - t * t) * g)?)]))))
     }
 }
 

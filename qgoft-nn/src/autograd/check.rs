@@ -20,11 +20,7 @@ pub(crate) fn random(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = Rng::new(seed);
     Tensor::from_fn(shape, |_| {
         let x = rng.uniform(0.05, 1.0);
-        if rng.next_u64() & 1 == 0 {
-            x
-        } else {
-            -x
-        }
+        if rng.next_u64() & 1 == 0 { x } else { -x }
     })
 }
 

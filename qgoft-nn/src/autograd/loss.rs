@@ -32,7 +32,7 @@ impl Graph {
         if n != labels.len() || n == 0 {
             return Err(Error::shape("logits (one row per label)", &[labels.len(), c], z.shape()));
         }
-        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= c) {
+        if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| l >= c) {
             return Err(Error::Label { index, label, num_classes: c });
         }
         let mut probs = vec![0.0f32; n * c];

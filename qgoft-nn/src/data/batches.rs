@@ -65,12 +65,13 @@ impl Iterator for Batches<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{data::Dataset, Rng, Tensor};
+    use crate::{Rng, Tensor, data::Dataset};
 
     #[test]
     fn shuffled_batches_cover_every_example_once() {
         let d = Dataset::new(Tensor::from_fn(&[23, 1], |i| i as f32), (0..23).map(|i| i % 3).collect(), 3).unwrap();
-        let mut seen: Vec<usize> = d.batches(5, Some(&mut Rng::new(1))).flat_map(|(x, _)| x.into_data()).map(|v| v as usize).collect();
+        let mut seen: Vec<usize> =
+            d.batches(5, Some(&mut Rng::new(1))).flat_map(|(x, _)| x.into_data()).map(|v| v as usize).collect();
         assert_ne!(seen, (0..23).collect::<Vec<_>>());
         seen.sort();
         assert_eq!(seen, (0..23).collect::<Vec<_>>());

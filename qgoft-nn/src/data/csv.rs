@@ -46,12 +46,13 @@ pub fn parse_csv(text: &str, source_name: &str, label_column: usize, num_classes
         }
         for (j, f) in fields.iter().enumerate() {
             if j == label_column {
-                let label: usize = f
-                    .parse()
-                    .map_err(|_| err(format!("line {line_no}, column {}: label {f:?} is not a non-negative integer", j + 1)))?;
+                let label: usize = f.parse().map_err(|_| {
+                    err(format!("line {line_no}, column {}: label {f:?} is not a non-negative integer", j + 1))
+                })?;
                 labels.push(label);
             } else {
-                let v: f32 = f.parse().map_err(|_| err(format!("line {line_no}, column {}: {f:?} is not a number", j + 1)))?;
+                let v: f32 =
+                    f.parse().map_err(|_| err(format!("line {line_no}, column {}: {f:?} is not a number", j + 1)))?;
                 if !v.is_finite() {
                     return Err(err(format!("line {line_no}, column {}: value {f} is not finite", j + 1)));
                 }

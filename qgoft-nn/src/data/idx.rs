@@ -39,9 +39,13 @@ fn header(bytes: &[u8], name: &str, ndim: u8) -> Result<(Vec<usize>, usize)> {
     if bytes.len() < head {
         return Err(err(format!("file is {} bytes, truncated inside the {head}-byte header", bytes.len())));
     }
-    let dims: Vec<usize> =
-        (0..ndim as usize).map(|k| u32::from_be_bytes(bytes[4 + 4 * k..8 + 4 * k].try_into().expect("4 bytes")) as usize).collect();
-    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| err(format!("dimensions {dims:?} overflow")))?;
+    let dims: Vec<usize> = (0..ndim as usize)
+        .map(|k| u32::from_be_bytes(bytes[4 + 4 * k..8 + 4 * k].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| err(format!("dimensions {dims:?} overflow")))?;
     if bytes.len() - head != n {
         let what = if bytes.len() - head < n { "truncated" } else { "has trailing bytes" };
         return Err(err(format!("{what}: header {dims:?} needs {n} data bytes, found {}", bytes.len() - head)));

@@ -7,7 +7,7 @@ mod idx;
 
 pub use batches::Batches;
 pub use csv::parse_csv;
-pub use idx::{load_mnist, parse_idx_images, parse_idx_labels, IdxImages};
+pub use idx::{IdxImages, load_mnist, parse_idx_images, parse_idx_labels};
 
 use std::io::Read;
 
@@ -43,7 +43,7 @@ impl Dataset {
         if n != labels.len() {
             return Err(Error::shape("features (one row per label)", &[labels.len(), f], features.shape()));
         }
-        if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= num_classes) {
+        if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| l >= num_classes) {
             return Err(Error::Label { index, label, num_classes });
         }
         crate::error::check_finite("features", features.data())?;

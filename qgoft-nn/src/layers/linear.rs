@@ -64,10 +64,10 @@ impl Linear {
     /// ```
     pub fn from_params(weight: Param, bias: Option<Param>) -> Result<Self> {
         let (out, _) = weight.value().dims2()?;
-        if let Some(b) = &bias {
-            if b.shape() != [out] {
-                return Err(Error::shape(format!("bias {}", b.name()), &[out], &b.shape()));
-            }
+        if let Some(b) = &bias
+            && b.shape() != [out]
+        {
+            return Err(Error::shape(format!("bias {}", b.name()), &[out], &b.shape()));
         }
         Ok(Linear { weight, bias })
     }

@@ -50,7 +50,8 @@ impl Activation {
 /// assert_eq!(mlp.layers().len(), 2);
 /// let mut g = Graph::new();
 /// let x = g.constant(Tensor::zeros(&[5, 64]));
-/// assert_eq!(g.value(mlp.forward(&mut g, x)?).shape(), &[5, 10]);
+/// let y = mlp.forward(&mut g, x)?;
+/// assert_eq!(g.value(y).shape(), &[5, 10]);
 /// # Ok::<(), qgoft_nn::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -78,7 +79,11 @@ impl Mlp {
         if !(0.0..1.0).contains(&dropout) {
             return Err(Error::invalid("MLP dropout probability", dropout));
         }
-        let layers = sizes.windows(2).enumerate().map(|(i, w)| Linear::new(&format!("{prefix}.{i}"), w[0], w[1], true, rng)).collect();
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Linear::new(&format!("{prefix}.{i}"), w[0], w[1], true, rng))
+            .collect();
         Ok(Mlp { layers, activation, dropout })
     }
 

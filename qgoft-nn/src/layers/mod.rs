@@ -23,7 +23,7 @@ pub use linear::Linear;
 pub use lora::LoraLinear;
 pub use mlp::{Activation, Mlp};
 pub use norm::LayerNorm;
-pub use oft::{cayley_blocks, BlockOft};
+pub use oft::{BlockOft, cayley_blocks};
 
 use crate::autograd::{Graph, Var};
 use crate::error::Result;
@@ -41,7 +41,8 @@ pub trait Module {
     /// let layer = Linear::new("fc", 3, 2, true, &mut Rng::new(0));
     /// let mut g = Graph::new();
     /// let x = g.constant(Tensor::zeros(&[1, 3]));
-    /// assert_eq!(g.value(layer.forward(&mut g, x)?).shape(), &[1, 2]);
+    /// let y = layer.forward(&mut g, x)?;
+    /// assert_eq!(g.value(y).shape(), &[1, 2]);
     /// # Ok::<(), qgoft_nn::Error>(())
     /// ```
     fn forward(&self, g: &mut Graph, x: Var) -> Result<Var>;

@@ -16,7 +16,7 @@
 use super::{Adapter, Linear, Module};
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::linalg::{gemm, inverse, Trans};
+use crate::linalg::{Trans, gemm, inverse};
 use crate::param::{Param, ParamKind};
 use crate::tensor::Tensor;
 
@@ -131,7 +131,7 @@ fn block_diag_matmul(g: &mut Graph, x: Var, r: Var) -> Result<Var> {
                 what: format!("OFT blocks (nb, b, b with nb * b = {d})"),
                 expected: vec![usize::MAX; 3],
                 found: rv.shape().to_vec(),
-            })
+            });
         }
     };
     let mut y = vec![0.0f32; n * d];
@@ -209,7 +209,7 @@ impl BlockOft {
     /// ```
     pub fn new(base: Linear, block: usize) -> Result<Self> {
         let d = base.in_features();
-        if block < 2 || d % block != 0 {
+        if block < 2 || !d.is_multiple_of(block) {
             return Err(Error::invalid("OFT block size", format!("{block} for input width {d}")));
         }
         base.freeze();
@@ -316,8 +316,8 @@ impl Adapter for BlockOft {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autograd::check::{check_gradients, random};
     use crate::Rng;
+    use crate::autograd::check::{check_gradients, random};
 
     #[test]
     fn cayley_backward_matches_finite_differences() {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::{check_grads, check_lr, Optimizer};
+use super::{Optimizer, check_grads, check_lr};
 use crate::autograd::Grads;
 use crate::error::{Error, Result};
 use crate::param::{Param, ParamId, ParamKind};
@@ -116,14 +116,19 @@ impl Optimizer for AdamW {
         let c = &self.config;
         for p in &self.vars {
             let Some(g) = grads.get(p).filter(|_| p.is_trainable()) else { continue };
-            let st = self.state.entry(p.id()).or_insert_with(|| State { step: 0, m: vec![0.0; g.len()], v: vec![0.0; g.len()] });
+            let st = self.state.entry(p.id()).or_insert_with(|| State {
+                step: 0,
+                m: vec![0.0; g.len()],
+                v: vec![0.0; g.len()],
+            });
             st.step += 1;
             let bc1 = 1.0 - c.beta1.powi(st.step);
             let bc2_sqrt = (1.0 - c.beta2.powi(st.step)).sqrt();
             let step_size = c.lr / bc1;
             let decay = if c.no_decay.contains(&p.kind()) { 1.0 } else { 1.0 - c.lr * c.weight_decay };
             p.update(|w| {
-                for (((w, &g), m), v) in w.data_mut().iter_mut().zip(g.data()).zip(st.m.iter_mut()).zip(st.v.iter_mut()) {
+                for (((w, &g), m), v) in w.data_mut().iter_mut().zip(g.data()).zip(st.m.iter_mut()).zip(st.v.iter_mut())
+                {
                     *w *= decay;
                     *m = c.beta1 * *m + (1.0 - c.beta1) * g;
                     *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;

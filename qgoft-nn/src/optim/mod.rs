@@ -13,7 +13,7 @@ pub use schedule::{Decay, LrSchedule};
 pub use sgd::{ParamsSgd, Sgd};
 
 use crate::autograd::Grads;
-use crate::error::{check_finite, Error, Result};
+use crate::error::{Error, Result, check_finite};
 use crate::param::Param;
 
 /// What every optimizer offers.

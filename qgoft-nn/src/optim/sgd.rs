@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::{check_grads, check_lr, Optimizer};
+use super::{Optimizer, check_grads, check_lr};
 use crate::autograd::Grads;
 use crate::error::{Error, Result};
 use crate::param::{Param, ParamId};
@@ -66,7 +66,9 @@ impl Sgd {
     /// ```
     pub fn new(vars: Vec<Param>, config: ParamsSgd) -> Result<Self> {
         check_lr(config.lr)?;
-        for (what, v) in [("momentum", config.momentum), ("dampening", config.dampening), ("weight decay", config.weight_decay)] {
+        for (what, v) in
+            [("momentum", config.momentum), ("dampening", config.dampening), ("weight decay", config.weight_decay)]
+        {
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(Error::invalid(format!("SGD {what}"), v));
             }
@@ -140,7 +142,11 @@ mod tests {
                 opt.step(&grads).unwrap();
             }
             let want = reference(1.5, &gs, c);
-            assert!((f64::from(p.value().item()) - want).abs() < 1e-6, "nesterov {nesterov}: {} vs {want}", p.value().item());
+            assert!(
+                (f64::from(p.value().item()) - want).abs() < 1e-6,
+                "nesterov {nesterov}: {} vs {want}",
+                p.value().item()
+            );
         }
     }
 
