@@ -203,7 +203,7 @@ impl Tensor {
     /// # Ok::<(), qgoft_nn::Error>(())
     /// ```
     pub fn add_assign(&mut self, other: &Tensor) -> Result<()> {
-        self.expect_shape("add_assign operand", &other.shape)?;
+        other.expect_shape("add_assign operand", &self.shape)?;
         self.data.iter_mut().zip(&other.data).for_each(|(a, b)| *a += b);
         Ok(())
     }
@@ -241,7 +241,7 @@ impl Tensor {
     /// # Ok::<(), qgoft_nn::Error>(())
     /// ```
     pub fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<Tensor> {
-        self.expect_shape("elementwise operand", &other.shape)?;
+        other.expect_shape("elementwise operand", &self.shape)?;
         Ok(Tensor {
             shape: self.shape.clone(),
             data: self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)).collect(),
@@ -334,7 +334,7 @@ impl Tensor {
     /// Errors unless the shape equals `shape`.
     pub(crate) fn expect_shape(&self, what: &str, shape: &[usize]) -> Result<()> {
         if self.shape != shape {
-            return Err(Error::shape(what, &self.shape, shape));
+            return Err(Error::shape(what, shape, &self.shape));
         }
         Ok(())
     }
@@ -440,5 +440,7 @@ mod tests {
         assert!(Tensor::zeros(&[3]).dims2().is_err());
         assert!(a.rows(1, 5).is_err());
         assert!(a.gather_rows(&[2]).is_err());
+        let e = a.zip_map(&Tensor::zeros(&[3, 2]), |x, _| x).unwrap_err();
+        assert!(e.to_string().contains("expected [2, 3], found [3, 2]"), "{e}");
     }
 }

@@ -433,3 +433,66 @@ impl Grads {
         ids.iter().map(|id| self.params[id].1.sum_squares()).sum::<f64>().sqrt()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ParamKind;
+
+    /// An external op `y = x * s` (s a per-column scale parameter) recorded
+    /// with its own backward, as an adapter with its own kernels would be.
+    fn column_scale(g: &mut Graph, x: Var, s: Var) -> Var {
+        let (xv, sv) = (g.value(x), g.value(s));
+        let m = sv.len();
+        let y = Tensor::from_fn(xv.shape(), |k| xv.data()[k] * sv.data()[k % m]);
+        g.record(
+            &[x, s],
+            y,
+            Box::new(move |a| {
+                let (x, s, gy) = (a.inputs[0], a.inputs[1], a.grad);
+                let dx = Tensor::from_fn(x.shape(), |k| gy.data()[k] * s.data()[k % m]);
+                let mut ds = Tensor::zeros(&[m]);
+                for (k, (&xv, &gv)) in x.data().iter().zip(gy.data()).enumerate() {
+                    ds.data_mut()[k % m] += xv * gv;
+                }
+                Ok(vec![a.needs[0].then_some(dx), a.needs[1].then_some(ds)])
+            }),
+        )
+    }
+
+    #[test]
+    fn external_op_delivers_parameter_gradients_summed_over_uses() {
+        let p = Param::new("adapter.scale", ParamKind::Adapter, Tensor::new(vec![2], vec![2.0, -1.0]).unwrap());
+        let x = Tensor::new(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let mut g = Graph::new();
+        let xv = g.constant(x.clone());
+        let s1 = g.param(&p);
+        let y = column_scale(&mut g, xv, s1);
+        let s2 = g.param(&p); // the same parameter entering twice
+        let y = column_scale(&mut g, y, s2);
+        let loss = g.sum(y).unwrap();
+        let grads = g.backward(loss).unwrap();
+        // loss = sum_k x_k s_{k%2}^2, so d/ds_j = 2 s_j sum_{rows} x_{., j}
+        assert_eq!(grads.get(&p).unwrap().data(), &[2.0 * 2.0 * 4.0, 2.0 * -1.0 * 6.0]);
+        p.freeze();
+        let mut g = Graph::new();
+        let xv = g.constant(x);
+        let s = g.param(&p);
+        let y = column_scale(&mut g, xv, s);
+        assert!(!g.requires_grad(y));
+        let loss = g.sum(y).unwrap();
+        assert!(g.backward(loss).unwrap().get(&p).is_none());
+    }
+
+    #[test]
+    fn wrong_backward_results_are_errors() {
+        let mut g = Graph::new();
+        let x = g.leaf(Tensor::zeros(&[3]));
+        let y = g.record(&[x], Tensor::zeros(&[3]), Box::new(|_| Ok(vec![Some(Tensor::zeros(&[2]))])));
+        let e = g.backward_from(y, Tensor::zeros(&[3])).unwrap_err();
+        assert!(e.to_string().contains("gradient returned by backward"), "{e}");
+        let z = g.record(&[x], Tensor::zeros(&[3]), Box::new(|_| Ok(vec![])));
+        assert!(g.backward_from(z, Tensor::zeros(&[3])).is_err());
+        assert!(g.backward_from(z, Tensor::zeros(&[4])).is_err());
+    }
+}
