@@ -473,7 +473,9 @@ mod tests {
         let loss = g.sum(y).unwrap();
         let grads = g.backward(loss).unwrap();
         // loss = sum_k x_k s_{k%2}^2, so d/ds_j = 2 s_j sum_{rows} x_{., j}
-        assert_eq!(grads.get(&p).unwrap().data(), &[2.0 * 2.0 * 4.0, 2.0 * -1.0 * 6.0]);
+        let (s, col_sums) = ([2.0f32, -1.0], [4.0f32, 6.0]);
+        let want: Vec<f32> = (0..2).map(|j| 2.0 * s[j] * col_sums[j]).collect();
+        assert_eq!(grads.get(&p).unwrap().data(), &want[..]);
         p.freeze();
         let mut g = Graph::new();
         let xv = g.constant(x);
