@@ -31,6 +31,8 @@ pub struct ParamsAdamW {
     pub weight_decay: f32,
     /// Parameter kinds that get no weight decay.
     pub no_decay: Vec<ParamKind>,
+    /// Parameters whose name contains any of these strings get no weight decay.
+    pub no_decay_names: Vec<String>,
 }
 
 impl Default for ParamsAdamW {
@@ -42,6 +44,7 @@ impl Default for ParamsAdamW {
             eps: 1e-8,
             weight_decay: 1e-2,
             no_decay: vec![ParamKind::Bias, ParamKind::Norm, ParamKind::Adapter],
+            no_decay_names: Vec::new(),
         }
     }
 }
@@ -125,7 +128,9 @@ impl Optimizer for AdamW {
             let bc1 = 1.0 - c.beta1.powi(st.step);
             let bc2_sqrt = (1.0 - c.beta2.powi(st.step)).sqrt();
             let step_size = c.lr / bc1;
-            let decay = if c.no_decay.contains(&p.kind()) { 1.0 } else { 1.0 - c.lr * c.weight_decay };
+            let excluded =
+                c.no_decay.contains(&p.kind()) || c.no_decay_names.iter().any(|n| p.name().contains(n.as_str()));
+            let decay = if excluded { 1.0 } else { 1.0 - c.lr * c.weight_decay };
             p.update(|w| {
                 for (((w, &g), m), v) in w.data_mut().iter_mut().zip(g.data()).zip(st.m.iter_mut()).zip(st.v.iter_mut())
                 {
@@ -190,6 +195,21 @@ mod tests {
         // the bias is excluded from decay, so it ends higher by about lr * wd * p per step
         let no_decay_gap = f64::from(b.value().data()[0]) - f64::from(p.value().data()[0]);
         assert!((no_decay_gap - 2.0 * lr * wd * p0[0]).abs() < 1e-4, "{no_decay_gap}");
+    }
+
+    #[test]
+    fn decay_exclusion_by_name() {
+        let p = Param::new("emb.weight", ParamKind::Weight, Tensor::scalar(1.0));
+        let q = Param::new("fc.weight", ParamKind::Weight, Tensor::scalar(1.0));
+        let config =
+            ParamsAdamW { lr: 0.1, weight_decay: 0.5, no_decay_names: vec!["emb".into()], ..Default::default() };
+        let mut opt = AdamW::new(vec![p.clone(), q.clone()], config).unwrap();
+        let mut grads = Grads::default();
+        grads.insert(&p, Tensor::scalar(0.0)).unwrap();
+        grads.insert(&q, Tensor::scalar(0.0)).unwrap();
+        opt.step(&grads).unwrap();
+        assert_eq!(p.value().item(), 1.0);
+        assert_eq!(q.value().item(), 1.0 - 0.1 * 0.5);
     }
 
     #[test]
