@@ -433,6 +433,18 @@ mod tests {
     }
 
     #[test]
+    fn repeated_large_products_are_bitwise_identical() {
+        let mut rng = Rng::new(8);
+        let a = Tensor::from_fn(&[200, 96], |_| rng.uniform(-1.0, 1.0));
+        let b = Tensor::from_fn(&[120, 96], |_| rng.uniform(-1.0, 1.0));
+        let first = a.matmul_nt(&b).unwrap();
+        for _ in 0..3 {
+            let again = a.matmul_nt(&b).unwrap();
+            assert!(first.data().iter().zip(again.data()).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    #[test]
     fn shape_errors_name_the_shapes() {
         let a = Tensor::zeros(&[2, 3]);
         let err = a.matmul(&Tensor::zeros(&[2, 3])).unwrap_err();
