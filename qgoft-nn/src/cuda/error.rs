@@ -223,7 +223,7 @@ impl FromStr for Device {
         let err = || ParseDeviceError { input: s.to_string() };
         match t.as_str() {
             "cpu" => Ok(Device::Cpu),
-            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            "cuda" => Ok(Device::Cuda(0)),
             _ => {
                 let n = t.strip_prefix("cuda:").ok_or_else(err)?;
                 n.parse::<usize>().map(Device::Cuda).map_err(|_| err())

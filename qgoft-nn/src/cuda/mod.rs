@@ -52,8 +52,13 @@
 //!
 //! # What is measured
 //! `tests/cuda.rs` compares every GPU op with the CPU (`qgoft-math` and plain
-//! loops), relative error `<= 1e-5` in f32, and skips with a printed reason on
-//! a machine without a device. The bench `cuda_adapter`
+//! loops in f64, central differences of the f64 forward for the parameter
+//! gradients): norm-wise relative error `<= 1e-5` in f32. It skips with a
+//! printed reason on a machine without a device. `tests/kernels_on_host.rs`
+//! runs the same kernel sources on the CPU under a small emulation of the
+//! CUDA execution model (threads and barriers) and checks them against
+//! `qgoft-math` to the same tolerance, so the kernels' logic is tested on
+//! every machine with a C++ compiler. The bench `cuda_adapter`
 //! (`cargo bench -p qgoft-nn --features cuda --bench cuda_adapter`) times an
 //! adapted layer's forward and backward (GEMMs included) against the plain
 //! layer at `(n, d, m) = (8192, 4096, 4096)` and prints the ratio.
