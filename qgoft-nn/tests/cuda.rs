@@ -18,11 +18,11 @@ fn without_the_feature_every_constructor_says_to_rebuild() {
     assert!(Device::Cpu.open().unwrap().is_none());
 }
 
-mod common;
+mod cuda_common;
 
 #[cfg(feature = "cuda")]
 mod gpu {
-    use super::common::{
+    use super::cuda_common::{
         assert_close, cpu_penalty, cpu_rotation, cpu_rows, f32s, fd_grads, params_for, rel, Lcg, MODES, TOL,
     };
     use qgoft_math::{AngleMap, Layout};

@@ -10,14 +10,14 @@
 //! the tests print why they are skipped and pass. A kernel that does not
 //! compile under the emulation fails the test.
 
-mod common;
+mod cuda_common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use common::{assert_close, cpu_penalty, cpu_rows, f32s, fd_grads, params_for, Lcg, MODES, TOL};
+use cuda_common::{assert_close, cpu_penalty, cpu_rows, f32s, fd_grads, params_for, Lcg, MODES, TOL};
 use qgoft_math::{AngleMap, Layout};
 use qgoft_nn::cuda::AdapterMode;
 
