@@ -17,6 +17,12 @@
 //! keeps exactly the same API, and every constructor returns
 //! [`CudaError::NotCompiled`].
 //!
+//! At run time it needs the NVIDIA driver and the CUDA 12 (or 11) NVRTC and
+//! cuBLAS libraries (`libnvrtc.so.12`, `libcublas.so.12`, or unversioned
+//! `libnvrtc.so` / `libcublas.so`) on the library path. Kernels are compiled
+//! to PTX once per [`CudaDevice::open`] and JIT-compiled by the driver for
+//! the device's architecture.
+//!
 //! ```
 //! use qgoft_math::{AngleMap, Layout};
 //! use qgoft_nn::cuda::{AdapterMode, CudaAdapter, CudaDevice};
