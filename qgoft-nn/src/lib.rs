@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod autograd;
+pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod io;
