@@ -147,3 +147,37 @@ pub fn apply(data: &[u8]) {
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
+
+/// The safetensors loader on arbitrary bytes: an error or tensors whose
+/// shapes account for their data, all finite.
+pub fn safetensors(data: &[u8]) {
+    if let Ok(tensors) = qgoft_nn::io::deserialize_tensors(data, std::path::Path::new("fuzz.safetensors")) {
+        for (name, t) in &tensors {
+            assert_eq!(t.shape().iter().product::<usize>(), t.len(), "{name}: shape does not match its data");
+            assert!(t.data().iter().all(|v| v.is_finite()), "{name}: non-finite value accepted");
+        }
+    }
+}
+
+/// The CSV loader on arbitrary text: an error or a data set whose labels are
+/// in range and whose features are finite.
+pub fn csv(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let column = data.first().map_or(0, |b| (*b % 4) as usize);
+    if let Ok(ds) = qgoft_nn::data::parse_csv(text, "fuzz.csv", column, None) {
+        assert!(ds.labels().iter().all(|&l| l < ds.num_classes()), "label out of range accepted");
+        assert!(ds.features().data().iter().all(|v| v.is_finite()), "non-finite feature accepted");
+        assert_eq!(ds.features().len(), ds.len() * ds.num_features());
+    }
+}
+
+/// The MNIST IDX loaders on arbitrary bytes: an error or arrays whose sizes
+/// match their headers.
+pub fn idx(data: &[u8]) {
+    if let Ok(images) = qgoft_nn::data::parse_idx_images(data, "fuzz-images.idx") {
+        assert_eq!(images.pixels.len(), images.count * images.rows * images.cols, "image sizes disagree");
+    }
+    if let Ok(labels) = qgoft_nn::data::parse_idx_labels(data, "fuzz-labels.idx") {
+        assert_eq!(labels.len() + 8, data.len(), "label count disagrees with the file");
+    }
+}

@@ -27,3 +27,18 @@ fn givens_corpus() {
 fn apply_corpus() {
     replay("apply", qgoft_fuzz::apply);
 }
+
+#[test]
+fn safetensors_corpus() {
+    replay("safetensors", qgoft_fuzz::safetensors);
+}
+
+#[test]
+fn csv_corpus() {
+    replay("csv", qgoft_fuzz::csv);
+}
+
+#[test]
+fn idx_corpus() {
+    replay("idx", qgoft_fuzz::idx);
+}
