@@ -19,6 +19,9 @@
 //! * [`param`] — raw angles, `theta = pi * tanh(p)`, quasi-Givens blocks.
 //! * [`apply`] — `R x`, `R^T x`, `R^-1 x` on vectors and batches, the merge
 //!   `W R^T` in `O(d m)`, dense `R` on request.
+//! * [`decompose`] — a matrix of SO(d) into the full layout's angles and
+//!   back, `R x = y` for the chain and the tree, the dimension a layout
+//!   reaches.
 //! * [`metrics`] — orthogonality error, the qGOFT penalty, determinant sign,
 //!   cosine-similarity change.
 //! * [`error`] — the one error type.
@@ -60,6 +63,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod apply;
+pub mod decompose;
 pub mod error;
 pub mod givens;
 pub mod layout;
