@@ -74,17 +74,20 @@ use crate::{AngleMap, Givens, Layout, Real};
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
-/// Columns processed together by the sweeps (held in registers).
-const CHUNK: usize = 8;
+/// Columns processed together by the fused sweeps (held in registers).
+const CHUNK2: usize = 8;
+
+/// Column groups fused into one sweep (at most 4: see [`workspace_len`]).
+const DEPTH: usize = 4;
 
 /// Length of the scratch buffer [`decompose_into`] and [`rebuild_into`] need:
-/// `d * d + 3 d` scalars.
+/// `d * d + 8 d` scalars.
 ///
 /// ```
-/// assert_eq!(qgoft_math::decompose::workspace_len(4), 28);
+/// assert_eq!(qgoft_math::decompose::workspace_len(4), 48);
 /// ```
 pub const fn workspace_len(d: usize) -> usize {
-    d * d + 3 * d
+    d * d + 2 * DEPTH * d
 }
 
 /// The default orthogonality tolerance for dimension `d`:
@@ -261,7 +264,7 @@ fn decompose_alloc<T: Real>(
 /// use qgoft_math::decompose::{decompose_into, workspace_len, DecomposeOptions};
 /// use qgoft_math::{Error, Layout};
 /// let mut angles = [0.0f32; 1];
-/// let mut work = [0.0f32; 10];
+/// let mut work = [0.0f32; 20];
 /// let skewed = [1.0f32, 0.1, 0.0, 1.0];
 /// let e = decompose_into(Layout::Full, &skewed, 2, &DecomposeOptions::default(), &mut angles, &mut work);
 /// assert!(matches!(e, Err(Error::NotOrthogonal { error, .. }) if error > 0.09));
@@ -333,7 +336,7 @@ fn decompose_core<T: Real>(
     check_full_layout(layout, d)?;
     check_len("matrix (d * d)", d * d, q.len())?;
     check_len("angles", layout.num_rotations(d), angles.len())?;
-    check_workspace("workspace (d * d + 3 d)", workspace_len(d), work.len())?;
+    check_workspace("workspace (d * d + 8 d)", workspace_len(d), work.len())?;
     check_finite("matrix", q)?;
     let tol = opts.tolerance.unwrap_or_else(|| default_tolerance(d));
     if !(tol >= T::zero() && tol < T::one()) {
@@ -343,9 +346,7 @@ fn decompose_core<T: Real>(
         });
     }
     let (a, rest) = work.split_at_mut(d * d);
-    let (cs, rest) = rest.split_at_mut(d);
-    let (sn, rest) = rest.split_at_mut(d);
-    let colsq = &mut rest[..d];
+    let groups = &mut rest[..2 * DEPTH * d];
 
     // a = Q^T, row-major: the rotations then act on contiguous rows.
     match storage {
@@ -360,29 +361,36 @@ fn decompose_core<T: Real>(
         return Err(not_orthogonal(q, d, tol, max * max - T::one()));
     }
 
-    for c in 0..d - 1 {
-        // The rotations of column c, bottom-up, from the column alone.
-        let mut b = a[(d - 1) * d + c];
-        for r in (c + 1..d).rev() {
-            let (g, rho) = Givens::generate(a[(r - 1) * d + c], b)?;
-            let (mut gc, mut gs, mut rho) = (g.c(), g.s(), rho);
-            if r == c + 1 && rho < T::zero() {
-                // The diagonal entry becomes +|rho|: rotate by pi more.
-                (gc, gs, rho) = (-gc, -gs, -rho);
+    // Column groups DEPTH at a time: group c + i is generated once groups
+    // c .. c + i have reached column c + i, then all sweep the rest in one pass.
+    let (cs_all, sn_all) = groups.split_at_mut(DEPTH * d);
+    let mut c = 0;
+    while c + 1 < d {
+        if d - c > DEPTH {
+            for i in 0..DEPTH {
+                for h in 0..i {
+                    let (cs, sn) = (&cs_all[h * d..(h + 1) * d], &sn_all[h * d..(h + 1) * d]);
+                    sweep_up_k_chunk::<T, 1, 1>(a, d, c + h, c + i, [cs], [sn]);
+                }
+                let (cs, sn) = (&mut cs_all[i * d..(i + 1) * d], &mut sn_all[i * d..(i + 1) * d]);
+                generate_group(layout, a, d, c + i, cs, sn, angles)?;
             }
-            cs[r] = gc;
-            sn[r] = gs;
-            b = rho;
-            // H = [[gc, -gs], [gs, gc]] is applied as H^T; P_k = H^T rotates by -angle(H).
-            angles[param_index(layout, d, c, r)] = (T::zero() - gs).atan2(gc);
+            let cs: [&[T]; DEPTH] = core::array::from_fn(|h| &cs_all[h * d..(h + 1) * d]);
+            let sn: [&[T]; DEPTH] = core::array::from_fn(|h| &sn_all[h * d..(h + 1) * d]);
+            sweep_up_k::<T, DEPTH>(a, d, c, cs, sn);
+            c += DEPTH;
+        } else {
+            let (cs, sn) = (&mut cs_all[..d], &mut sn_all[..d]);
+            generate_group(layout, a, d, c, cs, sn, angles)?;
+            sweep_up_k::<T, 1>(a, d, c, [&cs_all[..d]], [&sn_all[..d]]);
+            c += 1;
         }
-        a[c * d + c] = b;
-        sweep_up(a, d, c, cs, sn);
     }
 
     // a is now upper triangular: diagonal ~ (1, ..., 1, det Q), residual F above.
     // (A^T A - I)_jj = a_jj^2 - 1 + sum_{k<j} a_kj^2, (A^T A)_ij = a_ii a_ij + (F^T F)_ij:
     // delta below is norm(A^T A - I)_F without the F^T F terms, which are at most norm(F)_F^2.
+    let colsq = &mut groups[..d];
     colsq.iter_mut().for_each(|v| *v = T::zero());
     let (mut f2, mut off) = (T::zero(), T::zero());
     for i in 0..d {
@@ -416,6 +424,36 @@ fn decompose_core<T: Real>(
         return Err(Error::NotSpecialOrthogonal { det });
     }
     Ok(DecomposeInfo { reflected, orthogonality_error: measured })
+}
+
+/// The rotations of column `c`, bottom-up, from rows `c ..` of the column
+/// alone: `(cs[r], sn[r])` for the plane `(r - 1, r)`, angles written in
+/// `layout`'s order, diagonal entry `a[c][c]` set.
+fn generate_group<T: Real>(
+    layout: Layout,
+    a: &mut [T],
+    d: usize,
+    c: usize,
+    cs: &mut [T],
+    sn: &mut [T],
+    angles: &mut [T],
+) -> Result<()> {
+    let mut b = a[(d - 1) * d + c];
+    for r in (c + 1..d).rev() {
+        let (g, rho) = Givens::generate(a[(r - 1) * d + c], b)?;
+        let (mut gc, mut gs, mut rho) = (g.c(), g.s(), rho);
+        if r == c + 1 && rho < T::zero() {
+            // The diagonal entry becomes +|rho|: rotate by pi more.
+            (gc, gs, rho) = (-gc, -gs, -rho);
+        }
+        cs[r] = gc;
+        sn[r] = gs;
+        b = rho;
+        // H = [[gc, -gs], [gs, gc]] is applied as H^T; P_k = H^T rotates by -angle(H).
+        angles[param_index(layout, d, c, r)] = (T::zero() - gs).atan2(gc);
+    }
+    a[c * d + c] = b;
+    Ok(())
 }
 
 /// `norm(Q^T Q - I)_F` in twice the working precision (infinite if it overflows).
@@ -461,65 +499,158 @@ fn load<T: Real, const W: usize>(a: &[T], at: usize) -> [T; W] {
     v
 }
 
-/// The decomposition's sweep for column `c`: for `r = d - 1` down to `c + 1`,
-/// rows `(x, y) = (r - 1, r)` of `a` become `(cs x + sn y, cs y - sn x)`,
-/// on columns `c + 1 .. d`. A chunk of columns travels up the rows in
-/// registers, so each row is read and written once.
-fn sweep_up<T: Real>(a: &mut [T], d: usize, c: usize, cs: &[T], sn: &[T]) {
-    let mut j = c + 1;
-    while j + CHUNK <= d {
-        sweep_up_chunk::<T, CHUNK>(a, d, c, j, cs, sn);
-        j += CHUNK;
-    }
-    while j < d {
-        sweep_up_chunk::<T, 1>(a, d, c, j, cs, sn);
-        j += 1;
-    }
+/// `K` decomposition sweeps at once: the groups of columns `c .. c + K`
+/// (`cs[k]`, `sn[k]` for column `c + k`) on columns `c + K .. d`, each group
+/// trailing the previous one by a row, so that each row is read and written
+/// once for all of them. Every entry sees the same operations in the same
+/// order as `K` separate sweeps. Needs `d - c > K`.
+fn sweep_up_k<T: Real, const K: usize>(a: &mut [T], d: usize, c: usize, cs: [&[T]; K], sn: [&[T]; K]) {
+    let mut j = c + K;
+    j = sweep_up_k_chunks::<T, K, CHUNK2>(a, d, c, j, cs, sn);
+    j = sweep_up_k_chunks::<T, K, 4>(a, d, c, j, cs, sn);
+    j = sweep_up_k_chunks::<T, K, 2>(a, d, c, j, cs, sn);
+    sweep_up_k_chunks::<T, K, 1>(a, d, c, j, cs, sn);
 }
 
 #[inline(always)]
-fn sweep_up_chunk<T: Real, const W: usize>(a: &mut [T], d: usize, c: usize, j: usize, cs: &[T], sn: &[T]) {
-    let mut carry = load::<T, W>(a, (d - 1) * d + j);
-    for r in (c + 1..d).rev() {
-        let x = load::<T, W>(a, (r - 1) * d + j);
-        let (co, s) = (cs[r], sn[r]);
-        let y = &mut a[r * d + j..r * d + j + W];
-        for ((yv, cv), &xv) in y.iter_mut().zip(carry.iter_mut()).zip(x.iter()) {
-            *yv = co * *cv - s * xv;
-            *cv = co * xv + s * *cv;
-        }
+fn sweep_up_k_chunks<T: Real, const K: usize, const W: usize>(
+    a: &mut [T],
+    d: usize,
+    c: usize,
+    mut j: usize,
+    cs: [&[T]; K],
+    sn: [&[T]; K],
+) -> usize {
+    while j + W <= d {
+        sweep_up_k_chunk::<T, K, W>(a, d, c, j, cs, sn);
+        j += W;
     }
-    a[c * d + j..c * d + j + W].copy_from_slice(&carry);
+    j
 }
 
-/// The rebuild's sweep for column `c`: for `r = c + 1` up to `d - 1`, rows
-/// `(x, y) = (r - 1, r)` of `a` become `(cs x + sn y, cs y - sn x)`, on
-/// columns `c .. d`.
-fn sweep_down<T: Real>(a: &mut [T], d: usize, c: usize, cs: &[T], sn: &[T]) {
+/// One step of an up-sweep: with `x` row `r - 1` and `carry` row `r`,
+/// returns the finished row `r` and leaves row `r - 1` in `carry`.
+#[inline(always)]
+fn step_up<T: Real, const W: usize>(co: T, s: T, carry: &mut [T; W], x: &[T; W]) -> [T; W] {
+    let mut out = [T::zero(); W];
+    for ((o, cv), &xv) in out.iter_mut().zip(carry.iter_mut()).zip(x.iter()) {
+        *o = co * *cv - s * xv;
+        *cv = co * xv + s * *cv;
+    }
+    out
+}
+
+#[inline(always)]
+fn sweep_up_k_chunk<T: Real, const K: usize, const W: usize>(
+    a: &mut [T],
+    d: usize,
+    c: usize,
+    j: usize,
+    cs: [&[T]; K],
+    sn: [&[T]; K],
+) {
+    // Group k does its step r + k (plane (r + k - 1, r + k)) in iteration r.
+    let mut carry = [[T::zero(); W]; K];
+    carry[0] = load::<T, W>(a, (d - 1) * d + j);
+    // Groups start one by one: in iteration r, group d - 1 - r takes its first step.
+    for r in (d + 1 - K..d).rev() {
+        let mut x = load::<T, W>(a, (r - 1) * d + j);
+        for k in 0..d - r {
+            x = step_up(cs[k][r + k], sn[k][r + k], &mut carry[k], &x);
+        }
+        carry[d - r] = x;
+    }
+    for r in (c + 1..=d - K).rev() {
+        let mut x = load::<T, W>(a, (r - 1) * d + j);
+        for k in 0..K {
+            x = step_up(cs[k][r + k], sn[k][r + k], &mut carry[k], &x);
+        }
+        a[(r + K - 1) * d + j..(r + K - 1) * d + j + W].copy_from_slice(&x);
+    }
+    for (k, v) in carry.iter().enumerate() {
+        a[(c + k) * d + j..(c + k) * d + j + W].copy_from_slice(v);
+    }
+}
+
+/// `K` rebuild sweeps at once: the groups of columns `c, c - 1, .., c + 1 - K`
+/// (`cs[k]`, `sn[k]` for column `c - k`) on columns `c .. d`, each group
+/// trailing the previous one by a row; same operations per entry as `K`
+/// separate sweeps. Needs `c + 1 >= K`.
+fn sweep_down_k<T: Real, const K: usize>(a: &mut [T], d: usize, c: usize, cs: [&[T]; K], sn: [&[T]; K]) {
     let mut j = c;
-    while j + CHUNK <= d {
-        sweep_down_chunk::<T, CHUNK>(a, d, c, j, cs, sn);
-        j += CHUNK;
-    }
-    while j < d {
-        sweep_down_chunk::<T, 1>(a, d, c, j, cs, sn);
-        j += 1;
-    }
+    j = sweep_down_k_chunks::<T, K, CHUNK2>(a, d, c, j, cs, sn);
+    j = sweep_down_k_chunks::<T, K, 4>(a, d, c, j, cs, sn);
+    j = sweep_down_k_chunks::<T, K, 2>(a, d, c, j, cs, sn);
+    sweep_down_k_chunks::<T, K, 1>(a, d, c, j, cs, sn);
 }
 
 #[inline(always)]
-fn sweep_down_chunk<T: Real, const W: usize>(a: &mut [T], d: usize, c: usize, j: usize, cs: &[T], sn: &[T]) {
-    let mut carry = load::<T, W>(a, c * d + j);
-    for r in c + 1..d {
-        let y = load::<T, W>(a, r * d + j);
-        let (co, s) = (cs[r], sn[r]);
-        let x = &mut a[(r - 1) * d + j..(r - 1) * d + j + W];
-        for ((xv, cv), &yv) in x.iter_mut().zip(carry.iter_mut()).zip(y.iter()) {
-            *xv = co * *cv + s * yv;
-            *cv = co * yv - s * *cv;
-        }
+fn sweep_down_k_chunks<T: Real, const K: usize, const W: usize>(
+    a: &mut [T],
+    d: usize,
+    c: usize,
+    mut j: usize,
+    cs: [&[T]; K],
+    sn: [&[T]; K],
+) -> usize {
+    while j + W <= d {
+        sweep_down_k_chunk::<T, K, W>(a, d, c, j, cs, sn);
+        j += W;
     }
-    a[(d - 1) * d + j..(d - 1) * d + j + W].copy_from_slice(&carry);
+    j
+}
+
+/// One step of a down-sweep: with `carry` row `r - 1` and `y` row `r`,
+/// returns the finished row `r - 1` and leaves row `r` in `carry`.
+#[inline(always)]
+fn step_down<T: Real, const W: usize>(co: T, s: T, carry: &mut [T; W], y: &[T; W]) -> [T; W] {
+    let mut out = [T::zero(); W];
+    for ((o, cv), &yv) in out.iter_mut().zip(carry.iter_mut()).zip(y.iter()) {
+        *o = co * *cv + s * yv;
+        *cv = co * yv - s * *cv;
+    }
+    out
+}
+
+#[inline(always)]
+fn sweep_down_k_chunk<T: Real, const K: usize, const W: usize>(
+    a: &mut [T],
+    d: usize,
+    c: usize,
+    j: usize,
+    cs: [&[T]; K],
+    sn: [&[T]; K],
+) {
+    // Group k does its step r - k (plane (r - k - 1, r - k)) in iteration r.
+    let mut carry = [[T::zero(); W]; K];
+    for (k, v) in carry.iter_mut().enumerate() {
+        *v = load::<T, W>(a, (c - k) * d + j);
+    }
+    for r in c + 1..d {
+        let mut y = load::<T, W>(a, r * d + j);
+        for k in 0..K {
+            y = step_down(cs[k][r - k], sn[k][r - k], &mut carry[k], &y);
+        }
+        a[(r - K) * d + j..(r - K) * d + j + W].copy_from_slice(&y);
+    }
+    // Groups finish one by one: group t - 1 hands its last row to group t.
+    for t in 1..K {
+        let mut y = carry[t - 1];
+        for k in t..K {
+            y = step_down(cs[k][d - 1 + t - k], sn[k][d - 1 + t - k], &mut carry[k], &y);
+        }
+        a[(d - 1 + t - K) * d + j..(d - 1 + t - K) * d + j + W].copy_from_slice(&y);
+    }
+    a[(d - 1) * d + j..(d - 1) * d + j + W].copy_from_slice(&carry[K - 1]);
+}
+
+/// `(cos, sin)` of the angles of column group `c` into `cs[r], sn[r]`.
+fn group_sin_cos<T: Real>(layout: Layout, angles: &[T], d: usize, c: usize, cs: &mut [T], sn: &mut [T]) {
+    for r in c + 1..d {
+        let (s, co) = angles[param_index(layout, d, c, r)].sin_cos();
+        cs[r] = co;
+        sn[r] = s;
+    }
 }
 
 /// The dense row-major `R(theta) = P_N ... P_1` of any layout (feature `alloc`).
@@ -541,13 +672,13 @@ fn sweep_down_chunk<T: Real, const W: usize>(a: &mut [T], d: usize, c: usize, j:
 #[cfg(feature = "alloc")]
 pub fn rebuild<T: Real>(layout: Layout, angles: &[T], d: usize) -> Result<Vec<T>> {
     let mut out = alloc::vec![T::zero(); d * d];
-    let mut work = alloc::vec![T::zero(); 2 * d];
+    let mut work = alloc::vec![T::zero(); 2 * DEPTH * d];
     rebuild_core(layout, angles, d, Storage::RowMajor, &mut out, &mut work)?;
     Ok(out)
 }
 
 /// Writes the dense row-major `R(theta) = P_N ... P_1` of any layout into
-/// `out` (`d * d`) without allocating; `work` holds at least `2 d` scalars.
+/// `out` (`d * d`) without allocating; `work` holds at least `8 d` scalars.
 ///
 /// The full layouts are built column group by column group from the last,
 /// starting from the identity so that only the already filled trailing block
@@ -563,7 +694,7 @@ pub fn rebuild<T: Real>(layout: Layout, angles: &[T], d: usize) -> Result<Vec<T>
 /// use qgoft_math::decompose::rebuild_into;
 /// use qgoft_math::Layout;
 /// let mut out = [0.0f64; 9];
-/// let mut work = [0.0f64; 6];
+/// let mut work = [0.0f64; 24];
 /// rebuild_into(Layout::Full, &[0.0, 0.0, 0.0], 3, &mut out, &mut work)?;
 /// assert_eq!(out, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
 /// # Ok::<(), qgoft_math::Error>(())
@@ -585,7 +716,7 @@ fn rebuild_core<T: Real>(
     }
     check_len("angles", layout.num_rotations(d), angles.len())?;
     check_len("dense output (d * d)", d * d, out.len())?;
-    check_workspace("workspace (2 d)", 2 * d, work.len())?;
+    check_workspace("workspace (8 d)", 2 * DEPTH * d, work.len())?;
     check_finite("angles", angles)?;
     for (k, v) in out.iter_mut().enumerate() {
         *v = if k % (d + 1) == 0 { T::one() } else { T::zero() };
@@ -594,14 +725,37 @@ fn rebuild_core<T: Real>(
         Layout::Full | Layout::FullParallel => {
             // R^T = P_1^T ... P_N^T applied to I from the last column group on:
             // before group c only the trailing block c+1.. is filled.
-            let (cs, sn) = work.split_at_mut(d);
-            for c in (0..d - 1).rev() {
-                for r in c + 1..d {
-                    let (s, co) = angles[param_index(layout, d, c, r)].sin_cos();
-                    cs[r] = co;
-                    sn[r] = s;
+            let (cs_all, sn_all) = work[..2 * DEPTH * d].split_at_mut(DEPTH * d);
+            // Column groups from the last, DEPTH at a time: groups c, c - 1, ...
+            let mut left = d - 1; // groups 0 .. left remain
+            while left > 0 {
+                let c = left - 1;
+                let k = if left >= DEPTH { DEPTH } else { 1 };
+                for h in 0..k {
+                    group_sin_cos(
+                        layout,
+                        angles,
+                        d,
+                        c - h,
+                        &mut cs_all[h * d..(h + 1) * d],
+                        &mut sn_all[h * d..(h + 1) * d],
+                    );
                 }
-                sweep_down(out, d, c, cs, sn);
+                if k == DEPTH {
+                    let cs: [&[T]; DEPTH] = core::array::from_fn(|h| &cs_all[h * d..(h + 1) * d]);
+                    let sn: [&[T]; DEPTH] = core::array::from_fn(|h| &sn_all[h * d..(h + 1) * d]);
+                    sweep_down_k::<T, DEPTH>(out, d, c, cs, sn);
+                    // Column c - i is touched by the groups c - i, c - i - 1, ... only.
+                    for i in 1..DEPTH {
+                        for h in i..DEPTH {
+                            let (cs, sn) = (&cs_all[h * d..(h + 1) * d], &sn_all[h * d..(h + 1) * d]);
+                            sweep_down_k_chunk::<T, 1, 1>(out, d, c - h, c - i, [cs], [sn]);
+                        }
+                    }
+                } else {
+                    sweep_down_k::<T, 1>(out, d, c, [&cs_all[..d]], [&sn_all[..d]]);
+                }
+                left -= k;
             }
             // out holds R^T row-major, that is R column-major.
             if storage == Storage::RowMajor {
@@ -1151,7 +1305,7 @@ pub fn decompose_dmatrix<T: Real>(
 #[cfg(feature = "nalgebra")]
 pub fn rebuild_dmatrix<T: Real>(layout: Layout, angles: &[T], d: usize) -> Result<nalgebra::DMatrix<T>> {
     let mut out = alloc::vec![T::zero(); d * d];
-    let mut work = alloc::vec![T::zero(); 2 * d];
+    let mut work = alloc::vec![T::zero(); 2 * DEPTH * d];
     rebuild_core(layout, angles, d, Storage::ColMajor, &mut out, &mut work)?;
     Ok(nalgebra::DMatrix::from_vec(d, d, out))
 }
