@@ -319,7 +319,7 @@ fn param_index(layout: Layout, d: usize, c: usize, r: usize) -> usize {
 #[inline]
 fn parallel_stage_offset(d: usize, t: usize) -> usize {
     let m = t / 2;
-    let halves = if t % 2 == 0 { m * m.saturating_sub(1) } else { m * m };
+    let halves = if t.is_multiple_of(2) { m * m.saturating_sub(1) } else { m * m };
     let k = (t + 1).saturating_sub(d);
     t + halves - k * (k + 1) / 2
 }
@@ -410,9 +410,9 @@ fn decompose_core<T: Real>(
     }
     let two = T::one() + T::one();
     let mut measured = (diag + two * off).sqrt();
-    if !(measured + f2 <= tol) {
+    if !within(measured + f2, tol) {
         let exact = exact_orthogonality_error(q, d);
-        if !(exact <= tol) {
+        if !within(exact, tol) {
             return Err(Error::NotOrthogonal { error: exact.to_f64(), tolerance: tol.to_f64() });
         }
         measured = exact;
@@ -454,6 +454,12 @@ fn generate_group<T: Real>(
     }
     a[c * d + c] = b;
     Ok(())
+}
+
+/// `x <= tol`, false for NaN.
+#[inline]
+fn within<T: Real>(x: T, tol: T) -> bool {
+    x <= tol
 }
 
 /// `norm(Q^T Q - I)_F` in twice the working precision (infinite if it overflows).
