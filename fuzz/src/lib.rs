@@ -181,3 +181,52 @@ pub fn idx(data: &[u8]) {
         assert_eq!(labels.len() + 8, data.len(), "label count disagrees with the file");
     }
 }
+
+#[derive(Arbitrary, Debug)]
+struct DecomposeWorkload {
+    d: u8,
+    allow_reflection: bool,
+    /// Entries of the matrix, or, with `rotate`, angles that build one.
+    values: Vec<f64>,
+    rotate: bool,
+    perturb: f64,
+}
+
+/// Decomposition of arbitrary matrices, and of rotations built from arbitrary
+/// angles and then perturbed: an error, or angles that rebuild the matrix to
+/// `4 u d` in Frobenius norm.
+pub fn decompose(data: &[u8]) {
+    use qgoft_math::decompose::{decompose_with, rebuild, DecomposeOptions};
+    let Ok(w) = DecomposeWorkload::arbitrary(&mut Unstructured::new(data)) else { return };
+    let d = (w.d as usize % 24) + 1;
+    let mut vals = w.values.iter().copied().cycle();
+    let mut next = || if w.values.is_empty() { 0.25 } else { vals.next().unwrap_or(0.0) };
+    let q: Vec<f64> = if w.rotate {
+        let k = Layout::Full.num_rotations(d);
+        let angles: Vec<f64> = (0..k).map(|_| next()).collect();
+        let Ok(mut q) = rebuild(Layout::Full, &angles, d) else { return };
+        if w.perturb.is_finite() {
+            q[0] += w.perturb * 1e-12;
+        }
+        q
+    } else {
+        (0..d * d).map(|_| next()).collect()
+    };
+    let opts = DecomposeOptions { allow_reflection: w.allow_reflection, ..Default::default() };
+    for layout in [Layout::Full, Layout::FullParallel] {
+        match decompose_with(layout, &q, d, &opts) {
+            Ok(dec) => {
+                assert!(dec.angles.iter().all(|a| a.is_finite()), "non-finite angle");
+                let mut back = rebuild(layout, &dec.angles, d).expect("rebuild of decomposed angles");
+                if dec.reflected {
+                    back[(d - 1) * d..].iter_mut().for_each(|v| *v = -*v);
+                }
+                let err: f64 = back.iter().zip(&q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+                let tol = 4.0 * f64::EPSILON / 2.0 * d as f64 + dec.orthogonality_error * 2.0;
+                assert!(err <= tol, "round trip error {err:e} > {tol:e} at d = {d}");
+            }
+            Err(Error::NotOrthogonal { .. } | Error::NonFinite { .. } | Error::NotSpecialOrthogonal { .. }) => {}
+            Err(e) => panic!("unexpected decompose error {e}"),
+        }
+    }
+}

@@ -42,3 +42,8 @@ fn csv_corpus() {
 fn idx_corpus() {
     replay("idx", qgoft_fuzz::idx);
 }
+
+#[test]
+fn decompose_corpus() {
+    replay("decompose", qgoft_fuzz::decompose);
+}
