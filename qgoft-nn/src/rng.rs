@@ -28,6 +28,32 @@ fn splitmix64(state: &mut u64) -> u64 {
 }
 
 impl Rng {
+    /// The generator's internal state, for checkpoints.
+    ///
+    /// ```
+    /// use qgoft_nn::Rng;
+    /// let mut a = Rng::new(3);
+    /// a.next_u64();
+    /// let mut b = Rng::from_state(a.state())?;
+    /// assert_eq!(a.next_u64(), b.next_u64());
+    /// # Ok::<(), qgoft_nn::Error>(())
+    /// ```
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator resumed from [`Rng::state`].
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for the all-zero state, which
+    /// xoshiro256++ never reaches and cannot leave.
+    pub fn from_state(s: [u64; 4]) -> crate::Result<Rng> {
+        if s == [0; 4] {
+            return Err(crate::Error::invalid("generator state", "all zero"));
+        }
+        Ok(Rng { s })
+    }
+
     /// A generator whose whole stream is determined by `seed`.
     ///
     /// ```

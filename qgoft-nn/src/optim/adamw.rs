@@ -9,10 +9,11 @@
 
 use std::collections::HashMap;
 
-use super::{Optimizer, check_grads, check_lr};
+use super::{Optimizer, check_grads, check_lr, check_state_names, state_slot};
 use crate::autograd::Grads;
 use crate::error::{Error, Result};
 use crate::param::{Param, ParamId, ParamKind};
+use crate::tensor::Tensor;
 
 /// AdamW settings; `Default` is PyTorch's (`lr = 1e-3`, betas `(0.9, 0.999)`,
 /// `eps = 1e-8`, `weight_decay = 1e-2`), with biases, normalisation and
@@ -150,6 +151,45 @@ impl Optimizer for AdamW {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.config.lr = lr;
+    }
+
+    /// Per parameter with state: `<name>.exp_avg`, `<name>.exp_avg_sq` (the
+    /// moments, shaped like the parameter) and `<name>.step` (a scalar).
+    fn export_state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for p in &self.vars {
+            let Some(st) = self.state.get(&p.id()) else { continue };
+            let shape = p.shape().to_vec();
+            let tensor = |v: &Vec<f32>| Tensor::new(shape.clone(), v.clone()).expect("state matches its parameter");
+            out.push((format!("{}.exp_avg", p.name()), tensor(&st.m)));
+            out.push((format!("{}.exp_avg_sq", p.name()), tensor(&st.v)));
+            out.push((format!("{}.step", p.name()), Tensor::scalar(st.step as f32)));
+        }
+        out
+    }
+
+    fn import_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        check_state_names(state, &self.vars, &["exp_avg", "exp_avg_sq", "step"])?;
+        let mut restored = HashMap::new();
+        for p in &self.vars {
+            let n = p.shape().iter().product();
+            let m = state_slot(state, p, "exp_avg", n)?;
+            let v = state_slot(state, p, "exp_avg_sq", n)?;
+            let step = state_slot(state, p, "step", 1)?;
+            match (m, v, step) {
+                (None, None, None) => {}
+                (Some(m), Some(v), Some(step)) => {
+                    let k = step.data()[0];
+                    if !(k >= 1.0 && k.fract() == 0.0 && k < 16_777_216.0) {
+                        return Err(Error::invalid(format!("optimizer state {}.step", p.name()), k));
+                    }
+                    restored.insert(p.id(), State { step: k as i32, m: m.data().to_vec(), v: v.data().to_vec() });
+                }
+                _ => return Err(Error::invalid("optimizer state (incomplete) for parameter", p.name())),
+            }
+        }
+        self.state = restored;
+        Ok(())
     }
 }
 

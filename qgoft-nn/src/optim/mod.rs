@@ -15,6 +15,7 @@ pub use sgd::{ParamsSgd, Sgd};
 use crate::autograd::Grads;
 use crate::error::{Error, Result, check_finite};
 use crate::param::Param;
+use crate::tensor::Tensor;
 
 /// What every optimizer offers.
 pub trait Optimizer {
@@ -55,6 +56,47 @@ pub trait Optimizer {
     /// # Ok::<(), qgoft_nn::Error>(())
     /// ```
     fn set_learning_rate(&mut self, lr: f32);
+
+    /// The optimizer's internal state as named tensors (keyed by parameter
+    /// name), for checkpoints. Stateless optimizers return nothing.
+    fn export_state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Restores what [`Optimizer::export_state`] returned.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming a state tensor that belongs to no
+    /// parameter or has the wrong length; nothing is changed then.
+    fn import_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        match state.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(Error::invalid("optimizer state tensor (this optimizer keeps none)", name)),
+        }
+    }
+}
+
+/// Looks up `"<param>.<slot>"` in `state` and checks its length.
+fn state_slot<'a>(state: &'a [(String, Tensor)], param: &Param, slot: &str, len: usize) -> Result<Option<&'a Tensor>> {
+    let key = format!("{}.{slot}", param.name());
+    match state.iter().find(|(n, _)| *n == key) {
+        None => Ok(None),
+        Some((_, t)) if t.len() == len => Ok(Some(t)),
+        Some((_, t)) => {
+            Err(Error::invalid(format!("optimizer state {key} (length {})", t.len()), format!("expected length {len}")))
+        }
+    }
+}
+
+/// Errors naming the first state tensor that belongs to no known parameter slot.
+fn check_state_names(state: &[(String, Tensor)], vars: &[Param], slots: &[&str]) -> Result<()> {
+    for (name, _) in state {
+        let known = vars.iter().any(|p| slots.iter().any(|s| *name == format!("{}.{s}", p.name())));
+        if !known {
+            return Err(Error::invalid("optimizer state tensor (no such parameter)", name));
+        }
+    }
+    Ok(())
 }
 
 /// Checks every gradient of the given parameters before any update.

@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 
-use super::{Optimizer, check_grads, check_lr};
+use super::{Optimizer, check_grads, check_lr, check_state_names, state_slot};
 use crate::autograd::Grads;
 use crate::error::{Error, Result};
 use crate::param::{Param, ParamId};
+use crate::tensor::Tensor;
 
 /// SGD settings; `Default` is PyTorch's (with `lr = 0.01`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -108,6 +109,30 @@ impl Optimizer for Sgd {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.config.lr = lr;
+    }
+
+    /// Per parameter with a buffer: `<name>.momentum_buffer`.
+    fn export_state(&self) -> Vec<(String, Tensor)> {
+        self.vars
+            .iter()
+            .filter_map(|p| {
+                let buf = self.buffers.get(&p.id())?;
+                let t = Tensor::new(p.shape().to_vec(), buf.clone()).expect("buffer matches its parameter");
+                Some((format!("{}.momentum_buffer", p.name()), t))
+            })
+            .collect()
+    }
+
+    fn import_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        check_state_names(state, &self.vars, &["momentum_buffer"])?;
+        let mut restored = HashMap::new();
+        for p in &self.vars {
+            if let Some(t) = state_slot(state, p, "momentum_buffer", p.shape().iter().product())? {
+                restored.insert(p.id(), t.data().to_vec());
+            }
+        }
+        self.buffers = restored;
+        Ok(())
     }
 }
 
