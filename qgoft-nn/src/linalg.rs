@@ -210,4 +210,27 @@ mod tests {
             assert!((x + 1.0 - y).abs() <= 1e-5, "{x} {y}");
         }
     }
+
+    /// Every transposition against a plain triple loop, at sizes small enough
+    /// for Miri to check the `unsafe` call's strides and bounds.
+    #[test]
+    fn every_transposition_matches_the_definition() {
+        let (m, k, n) = (3, 4, 5);
+        let mut rng = crate::Rng::new(6);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let want: Vec<f32> =
+            (0..m * n).map(|i| (0..k).map(|p| a[(i / n) * k + p] * b[p * n + i % n]).sum::<f32>()).collect();
+        for (ta, tb) in [(Trans::N, Trans::N), (Trans::T, Trans::N), (Trans::N, Trans::T), (Trans::T, Trans::T)] {
+            let lhs = if ta == Trans::N { &a } else { &at };
+            let rhs = if tb == Trans::N { &b } else { &bt };
+            let mut c = vec![0.0; m * n];
+            gemm(m, k, n, lhs, ta, rhs, tb, &mut c, false);
+            for (x, y) in c.iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-5, "{ta:?} {tb:?}: {x} vs {y}");
+            }
+        }
+    }
 }
