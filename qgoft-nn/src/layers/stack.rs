@@ -20,7 +20,8 @@ use crate::param::Param;
 /// let model = Stack::new(layers, Activation::Relu);
 /// let mut g = Graph::new();
 /// let x = g.constant(Tensor::zeros(&[2, 8]));
-/// assert_eq!(g.value(model.forward(&mut g, x)?).shape(), &[2, 3]);
+/// let y = model.forward(&mut g, x)?;
+/// assert_eq!(g.value(y).shape(), &[2, 3]);
 /// # Ok::<(), qgoft_nn::Error>(())
 /// ```
 #[derive(Clone, Debug)]
