@@ -246,18 +246,7 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
                 let n = params.iter().map(|p| p.value().len()).sum();
                 let mut opt = AdamW::new(params, ParamsAdamW { lr: 2e-2, ..Default::default() })?;
                 let tc = train_cfg(cfg.adapt_epochs, 2e-2);
-                train_classifier_with(&model, &mut opt, &tgt_train, None, &tc, |g| {
-                    let mut total = None;
-                    for l in &model.layers {
-                        if let Some(p) = l.penalty(g)? {
-                            total = Some(match total {
-                                Some(t) => g.add(t, p)?,
-                                None => p,
-                            });
-                        }
-                    }
-                    Ok(total)
-                })?;
+                train_classifier_with(&model, &mut opt, &tgt_train, None, &tc, |g| model.penalty(g))?;
                 let tgt = evaluate(&model, &tgt_test, 512)?.accuracy;
                 model.layers.iter_mut().try_for_each(|l| l.merge())?;
                 (tgt, evaluate(&model, &src_test, 512)?.accuracy, n)

@@ -317,3 +317,64 @@ fn safetensors_view(data: &[u8]) -> Vec<u8> {
     out.extend(data);
     out
 }
+
+fn rel(a: &[f32], b: &[f32]) -> f32 {
+    let num: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
+    num / b.iter().map(|y| y * y).sum::<f32>().sqrt()
+}
+
+#[test]
+fn two_named_adapters_on_one_model_switch_merge_and_unmerge() {
+    let mut rng = Rng::new(5);
+    let layers = [("enc.0", 9, 6), ("enc.1", 6, 4)]
+        .iter()
+        .map(|&(name, i, o)| GivensLinear::new(Linear::new(name, i, o, true, &mut rng)))
+        .collect();
+    let mut m = Stack::new(layers, Activation::Tanh);
+    let w0: Vec<Vec<f32>> = m.layers.iter().map(|l| l.base().weight().value().data().to_vec()).collect();
+    m.add_adapter("a", GivensConfig::tree(GivensMode::GoftScaled)).unwrap();
+    m.add_adapter("b", GivensConfig { mode: GivensMode::Qgoft { lambda: 0.1 }, layout: Layout::Chain }).unwrap();
+    for l in &m.layers {
+        for name in ["a", "b"] {
+            for p in l.adapter(name).unwrap().all_params() {
+                p.update(|t| t.data_mut().iter_mut().for_each(|v| *v += rng.uniform(-0.4, 0.4)));
+            }
+        }
+    }
+    let x = Tensor::from_fn(&[4, 9], |i| ((i * 5 % 11) as f32 - 5.0) / 5.0);
+    m.set_active("a").unwrap();
+    let ya = outputs(&m, &x);
+    m.set_active("b").unwrap();
+    let yb = outputs(&m, &x);
+    m.set_enabled(false);
+    let y0 = outputs(&m, &x);
+    m.set_enabled(true);
+    assert!(rel(&ya, &yb) > 1e-3 && rel(&ya, &y0) > 1e-3 && rel(&yb, &y0) > 1e-3);
+    // Merging "a" and activating it: the merged base alone gives y_a.
+    m.merge_adapter("a").unwrap();
+    m.set_active("a").unwrap();
+    assert!(rel(&outputs(&m, &x), &ya) <= 1e-5);
+    // "b" live on top of merged "a", then both merged: the same outputs.
+    m.set_active("b").unwrap();
+    let stacked = outputs(&m, &x);
+    m.merge_adapter("b").unwrap();
+    assert!(rel(&outputs(&m, &x), &stacked) <= 1e-5);
+    // Unmerge in reverse order only.
+    assert!(m.unmerge_adapter("a").is_err());
+    m.unmerge_adapter("b").unwrap();
+    assert!(rel(&outputs(&m, &x), &stacked) <= 1e-5, "b is live again after its unmerge");
+    m.merge_all().unwrap();
+    m.unmerge_all().unwrap();
+    for (l, w) in m.layers.iter().zip(&w0) {
+        assert!(rel(l.base().weight().value().data(), w) <= 1e-6);
+    }
+    m.set_active("b").unwrap();
+    assert!(rel(&outputs(&m, &x), &yb) <= 1e-5);
+    // Each adapter saves to its own directory and loads back by name.
+    let dir = tmp("two");
+    peft::save_adapter(&dir, &m.layers, "b", None).unwrap();
+    let mut other = Stack::new(fresh_base(&m), Activation::Tanh);
+    peft::load_adapter(&dir, &mut other.layers, "b", None).unwrap();
+    assert_eq!(outputs(&other, &x), outputs(&m, &x));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

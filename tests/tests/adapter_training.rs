@@ -20,19 +20,7 @@ fn run(mode: GivensMode, seed: u64) -> (Vec<EpochStats>, Vec<u32>) {
     let params: Vec<_> = model.layers.iter().flat_map(|l| l.adapter_params()).collect();
     let mut opt = AdamW::new(params.clone(), ParamsAdamW { lr: 3e-2, ..Default::default() }).unwrap();
     let cfg = TrainConfig { epochs: 4, batch_size: 50, seed, quiet: true, ..Default::default() };
-    let stats = train_classifier_with(&model, &mut opt, &d, None, &cfg, |g| {
-        let mut total = None;
-        for l in &model.layers {
-            if let Some(p) = l.penalty(g)? {
-                total = Some(match total {
-                    Some(t) => g.add(t, p)?,
-                    None => p,
-                });
-            }
-        }
-        Ok(total)
-    })
-    .unwrap();
+    let stats = train_classifier_with(&model, &mut opt, &d, None, &cfg, |g| model.penalty(g)).unwrap();
     let bits = params.iter().flat_map(|p| p.value().data().iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect();
     (stats, bits)
 }

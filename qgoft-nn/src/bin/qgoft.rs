@@ -433,16 +433,7 @@ fn finetune(a: &FinetuneArgs, quiet: bool) -> Result<()> {
         let mut opt = AdamW::new(params, ParamsAdamW { lr: c.lr, ..Default::default() })?;
         let stats =
             train_classifier_with(&model, &mut opt, &train, Some(&test), &config(c, quiet, train.len()), |g| {
-                let mut total = None;
-                for l in &model.layers {
-                    if let Some(p) = l.penalty(g)? {
-                        total = Some(match total {
-                            Some(t) => g.add(t, p)?,
-                            None => p,
-                        });
-                    }
-                }
-                Ok(total)
+                model.penalty(g)
             })?;
         print_epochs(&stats);
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("adapter"));
