@@ -12,7 +12,10 @@
 //! tape ratio: <= 1.03 at (n, d, m) = (1024, 768, 768), <= 1.02 at
 //! (256, 4096, 4096), <= 1.20 at (4096, 128, 128).
 //!
-//! `cargo bench -p qgoft-nn --bench adapter` (add `-- --quick` for fewer repetitions).
+//! `cargo bench -p qgoft-nn --bench adapter` (add `-- --quick` for fewer
+//! repetitions, `-- --threads N` to set the GEMM and rotation threads).
+//! The bare-kernel columns run the rotation on one thread; the layer splits
+//! its rows over the GEMM threads.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -21,7 +24,7 @@ use qgoft_math::grad::{Saved, Workspace, angle_param_grads};
 use qgoft_math::{Block, Op};
 use qgoft_nn::layers::givens::ANGLE_MAP;
 use qgoft_nn::layers::{GivensConfig, GivensLinear, Linear, Module};
-use qgoft_nn::linalg::{Trans, gemm};
+use qgoft_nn::linalg::{Trans, gemm, num_threads, set_num_threads};
 use qgoft_nn::{Graph, Rng, Tensor};
 
 /// Best of `reps` timings of `a` and of `b`, interleaved so drift hits both
@@ -50,9 +53,16 @@ fn layer_step(layer: &dyn Module, x: &Tensor, gy: &Tensor) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Some(t) = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)) {
+        set_num_threads(t.parse().expect("--threads takes a number"));
+    }
     let mut rng = Rng::new(0);
-    println!("Givens adapter (GOFT, tree) over the frozen linear layer, forward + backward, best times");
+    println!(
+        "Givens adapter (GOFT, tree) over the frozen linear layer, forward + backward, best times, {} threads",
+        num_threads()
+    );
     println!(
         "{:>18} {:>11} {:>11} {:>8} {:>8} {:>11} {:>11} {:>8} {:>10}",
         "n, d, m", "plain (ms)", "adapted", "ratio", "target", "bare plain", "bare adapt", "ratio", "rot. share"

@@ -740,6 +740,87 @@ fn affine(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> Vec<
     y
 }
 
+/// Rows per thread below which the rotation runs on one thread.
+const MIN_ROWS_PER_THREAD: usize = 64;
+/// Elements (`n d`) below which the rotation runs on one thread.
+const MIN_PARALLEL_ELEMENTS: usize = 1 << 16;
+
+/// Number of row chunks for an `n x d` batch: the GEMM thread count, fewer
+/// for small batches. Fixed by `(n, d, threads)`, so results are
+/// reproducible for a given thread count.
+fn row_chunks(n: usize, d: usize) -> usize {
+    if n * d < MIN_PARALLEL_ELEMENTS {
+        return 1;
+    }
+    crate::linalg::num_threads().min(n / MIN_ROWS_PER_THREAD).max(1)
+}
+
+/// `Z = X R` row by row (`apply_rows(Op::Transpose)`), the rows split over
+/// threads (rows are independent, so the result is the same bitwise).
+fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, z: &mut [f32], d: usize) -> Result<()> {
+    let n = z.len() / d.max(1);
+    let t = row_chunks(n, d);
+    if t <= 1 {
+        rot.apply_rows(Op::Transpose, z)?;
+        return Ok(());
+    }
+    let rows = n.div_ceil(t);
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            z.chunks_mut(rows * d).map(|c| s.spawn(move || rot.apply_rows(Op::Transpose, c))).collect();
+        handles.into_iter().try_for_each(|h| h.join().expect("rotation thread panicked"))
+    })?;
+    Ok(())
+}
+
+/// `grad::vjp_rows` over row chunks on threads: `dy` becomes `dL/dX`; the
+/// block and scaling gradients of the chunks are added in chunk order.
+fn vjp_rows_par(
+    rot: &qgoft_math::Rotation<'_, f32>,
+    saved: Saved<'_, f32>,
+    dy: &mut [f32],
+    d: usize,
+    scaled: bool,
+) -> Result<(Vec<Block<f32>>, Option<Vec<f32>>)> {
+    let nb = rot.blocks().len();
+    let one = |saved: Saved<'_, f32>, dy: &mut [f32]| -> qgoft_math::Result<(Vec<Block<f32>>, Option<Vec<f32>>)> {
+        let mut db = vec![Block::default(); nb];
+        let mut ds = scaled.then(|| vec![0.0f32; d]);
+        Workspace::new().vjp_rows(rot, Op::Transpose, saved, dy, &mut db, ds.as_deref_mut())?;
+        Ok((db, ds))
+    };
+    let n = dy.len() / d.max(1);
+    let t = row_chunks(n, d);
+    if t <= 1 {
+        return Ok(one(saved, dy)?);
+    }
+    let rows = n.div_ceil(t);
+    let is_output = matches!(saved, Saved::Output(_));
+    let parts = std::thread::scope(|s| {
+        let handles: Vec<_> = saved
+            .data()
+            .chunks(rows * d)
+            .zip(dy.chunks_mut(rows * d))
+            .map(|(sv, g)| {
+                let sv = if is_output { Saved::Output(sv) } else { Saved::Input(sv) };
+                s.spawn(move || one(sv, g))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("VJP thread panicked")).collect::<qgoft_math::Result<Vec<_>>>()
+    })?;
+    let mut parts = parts.into_iter();
+    let (mut db, mut ds) = parts.next().unwrap_or_else(|| (vec![Block::default(); nb], scaled.then(|| vec![0.0; d])));
+    for (pb, ps) in parts {
+        for (a, b) in db.iter_mut().zip(pb) {
+            *a = Block { a: a.a + b.a, b: a.b + b.b, c: a.c + b.c, e: a.e + b.e };
+        }
+        if let (Some(a), Some(b)) = (ds.as_mut(), ps) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+    }
+    Ok((db, ds))
+}
+
 /// Records the adapted layer `Y = (X R) W^T + b` as one node (see the module documentation).
 fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> Result<Var> {
     let (n, d) = g.value(x).dims2()?;
@@ -748,7 +829,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
     }
     let rot = Arc::new(a.rotation()?);
     let mut z = g.value(x).data().to_vec();
-    rot.as_rotation().apply_rows(Op::Transpose, &mut z)?;
+    rotate_rows(&rot.as_rotation(), &mut z, d)?;
     let mut inputs = vec![x, g.param(&a.params)];
     let scale_at = a.scaler.as_ref().map(|s| {
         inputs.push(g.param(s));
@@ -785,7 +866,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
                 Some(z) => z,
                 None if args.needs[w_at] => {
                     let mut t = x.data().to_vec();
-                    rot.apply_rows(Op::Transpose, &mut t)?;
+                    rotate_rows(&rot, &mut t, d)?;
                     recomputed = t;
                     &recomputed
                 }
@@ -806,14 +887,11 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
             if needs_rot {
                 let mut dz = vec![0.0f32; n * d];
                 gemm(n, m, d, gy, Trans::N, w, Trans::N, &mut dz, false);
-                let mut dblocks = vec![Block::default(); rot.blocks().len()];
-                let mut dscale = scale_at.map(|_| vec![0.0f32; d]);
                 let saved = match &saved_z {
                     Some(z) => Saved::Output(&z[..]),
                     None => Saved::Input(x.data()),
                 };
-                let mut ws = Workspace::new();
-                ws.vjp_rows(&rot, Op::Transpose, saved, &mut dz, &mut dblocks, dscale.as_deref_mut())?;
+                let (dblocks, dscale) = vjp_rows_par(&rot, saved, &mut dz, d, scale_at.is_some())?;
                 let mut dp = vec![0.0f32; pshape.iter().product()];
                 if strict {
                     angle_param_grads(ANGLE_MAP, args.inputs[1].data(), &dblocks, &mut dp)?;
