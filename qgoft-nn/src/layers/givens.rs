@@ -773,6 +773,9 @@ fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, z: &mut [f32], d: usize) -> 
     Ok(())
 }
 
+/// Block gradients and the optional scaling gradient.
+type RotationGrads = (Vec<Block<f32>>, Option<Vec<f32>>);
+
 /// `grad::vjp_rows` over row chunks on threads: `dy` becomes `dL/dX`; the
 /// block and scaling gradients of the chunks are added in chunk order.
 fn vjp_rows_par(
@@ -781,9 +784,9 @@ fn vjp_rows_par(
     dy: &mut [f32],
     d: usize,
     scaled: bool,
-) -> Result<(Vec<Block<f32>>, Option<Vec<f32>>)> {
+) -> Result<RotationGrads> {
     let nb = rot.blocks().len();
-    let one = |saved: Saved<'_, f32>, dy: &mut [f32]| -> qgoft_math::Result<(Vec<Block<f32>>, Option<Vec<f32>>)> {
+    let one = |saved: Saved<'_, f32>, dy: &mut [f32]| -> qgoft_math::Result<RotationGrads> {
         let mut db = vec![Block::default(); nb];
         let mut ds = scaled.then(|| vec![0.0f32; d]);
         Workspace::new().vjp_rows(rot, Op::Transpose, saved, dy, &mut db, ds.as_deref_mut())?;
