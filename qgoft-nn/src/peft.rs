@@ -46,7 +46,9 @@
 //!   `givens_scaler` tensor in such a file is validated and then ignored, as
 //!   the reference ignores it.
 //!
-//! Both files are written atomically ([`crate::io::atomic_write`]).
+//! Both files are written atomically ([`crate::io::atomic_write`]), the
+//! tensors first: an interrupted save never leaves a half-written file, though
+//! it can leave a new tensor file beside the previous configuration.
 //!
 //! ```
 //! use qgoft_nn::layers::{GivensConfig, GivensLinear, GivensMode, Linear, Module};

@@ -168,9 +168,7 @@ impl GivensAdapter {
     /// A new adapter at the identity (zero angles, identity blocks, unit scaling).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for `d = 0`, a `Full`/`FullParallel`
-    /// layout in quasi mode is accepted, but a non-finite or negative
-    /// `lambda` is not.
+    /// [`Error::InvalidArgument`] for `d = 0` or a non-finite or negative `lambda`.
     ///
     /// ```
     /// use qgoft_nn::layers::{GivensAdapter, GivensConfig, GivensMode};
