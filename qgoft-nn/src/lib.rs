@@ -17,12 +17,14 @@
 pub mod autograd;
 pub mod cuda;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod io;
 pub mod layers;
 pub mod linalg;
 pub mod optim;
 pub mod param;
+pub mod peft;
 pub mod rng;
 pub mod tensor;
 pub mod train;

@@ -36,8 +36,59 @@ fn train_finetune_merge_verify_round_trip() {
         let o = qgoft(&["verify", &merged], &dir);
         assert!(o.status.success() && text(&o).contains("accuracy"), "{method}: {}", text(&o));
     }
-    let o = qgoft(&["finetune", "--base", "m.safetensors", "--method", "qgoft"], &dir);
-    assert!(!o.status.success() && text(&o).contains("not included"), "{}", text(&o));
+    for method in ["goft", "goft-scaled", "qgoft"] {
+        let adapter = format!("{method}-adapter");
+        let merged = format!("{method}-merged.safetensors");
+        let o = qgoft(
+            &[
+                "finetune",
+                "--base",
+                "m.safetensors",
+                "--method",
+                method,
+                "--epochs",
+                "2",
+                "--lr",
+                "2e-2",
+                "-o",
+                &adapter,
+            ],
+            &dir,
+        );
+        assert!(o.status.success(), "{method}: {}", text(&o));
+        assert!(dir.join(&adapter).join("adapter_config.json").is_file());
+        let o = qgoft(&["inspect", &adapter], &dir);
+        assert!(o.status.success() && text(&o).contains("orth. error") && text(&o).contains("mlp.1"), "{}", text(&o));
+        let o = qgoft(&["merge", "--base", "m.safetensors", "--adapter", &adapter, "-o", &merged], &dir);
+        assert!(o.status.success(), "{method}: {}", text(&o));
+        let o = qgoft(&["verify", &merged], &dir);
+        assert!(o.status.success() && text(&o).contains("accuracy"), "{method}: {}", text(&o));
+    }
+    // --device: a bad name and an unavailable device are typed errors, not panics.
+    for (dev, needle) in [("tpu", "unknown device"), ("cuda:0", "cuda:0")] {
+        let o = qgoft(&["finetune", "--base", "m.safetensors", "--device", dev], &dir);
+        assert!(!o.status.success() && text(&o).contains(needle) && !text(&o).contains("panicked"), "{}", text(&o));
+    }
+    // verify a matrix: a rotation in CSV and in .npy (f8), and a reflection.
+    let (c, s) = (0.6f64, 0.8f64);
+    std::fs::write(dir.join("q.csv"), format!("{c},{},0\n{s},{c},0\n0,0,1\n", -s)).unwrap();
+    let o = qgoft(&["verify", "q.csv"], &dir);
+    assert!(o.status.success() && text(&o).contains("special orthogonal"), "{}", text(&o));
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let h = format!("{header}{}\n", " ".repeat(pad));
+    npy.extend((h.len() as u16).to_le_bytes());
+    npy.extend(h.as_bytes());
+    for v in [1.0f64, 0.0, 0.0, -1.0] {
+        npy.extend(v.to_le_bytes());
+    }
+    std::fs::write(dir.join("r.npy"), &npy).unwrap();
+    let o = qgoft(&["verify", "r.npy"], &dir);
+    assert!(o.status.success() && text(&o).contains("reflection"), "{}", text(&o));
+    std::fs::write(dir.join("r.npy"), &npy[..npy.len() - 4]).unwrap();
+    let o = qgoft(&["verify", "r.npy"], &dir);
+    assert!(!o.status.success() && text(&o).contains("r.npy"), "{}", text(&o));
     // a truncated checkpoint is rejected with the file named
     let bytes = std::fs::read(dir.join("m.safetensors")).unwrap();
     std::fs::write(dir.join("cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();

@@ -1,29 +1,34 @@
-//! Layers: [`Linear`], [`Mlp`], [`LayerNorm`], and the two baseline adapters
-//! [`LoraLinear`] and [`BlockOft`].
+//! Layers: [`Linear`], [`Mlp`], [`LayerNorm`], [`Stack`], the Givens
+//! adapter [`GivensLinear`] (GOFT, GOFT with scaling, qGOFT) and the two
+//! baseline adapters [`LoraLinear`] and [`BlockOft`].
 //!
 //! A layer implements [`Module`]: it records its forward pass on a
 //! [`Graph`] and lists its parameters (named `<prefix>.<name>`, the keys used
 //! in safetensors files). An adapter wrapping a frozen [`Linear`] also
 //! implements [`Adapter`] (merge into and unmerge from the base weight).
 //!
-//! The qGOFT adapter belongs in a `qgoft` module beside these: it wraps a
-//! frozen `Linear`, owns its parameters with [`crate::ParamKind::Adapter`]
-//! (so the default AdamW excludes them from weight decay), records its
-//! forward with [`Graph::record`] using `qgoft-math` kernels and returns the
-//! analytic input and parameter gradients from its backward closure, and
-//! implements [`Adapter`].
+//! The Givens adapter ([`givens`]) wraps a frozen `Linear`, owns its
+//! parameters with [`crate::ParamKind::Adapter`] (so the default AdamW
+//! excludes them from weight decay), records its forward with
+//! [`Graph::record`] using `qgoft-math` kernels and returns the analytic
+//! input and parameter gradients from its backward closure, and implements
+//! [`Adapter`].
 
+pub mod givens;
 mod linear;
 mod lora;
 mod mlp;
 mod norm;
 mod oft;
+mod stack;
 
+pub use givens::{GivensAdapter, GivensConfig, GivensLinear, GivensMode};
 pub use linear::Linear;
 pub use lora::LoraLinear;
 pub use mlp::{Activation, Mlp};
 pub use norm::LayerNorm;
 pub use oft::{BlockOft, cayley_blocks};
+pub use stack::Stack;
 
 use crate::autograd::{Graph, Var};
 use crate::error::Result;
@@ -122,4 +127,14 @@ pub trait Adapter: Module {
     /// # Ok::<(), qgoft_nn::Error>(())
     /// ```
     fn is_merged(&self) -> bool;
+}
+
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn forward(&self, g: &mut Graph, x: Var) -> Result<Var> {
+        (**self).forward(g, x)
+    }
+
+    fn params(&self) -> Vec<Param> {
+        (**self).params()
+    }
 }
