@@ -74,6 +74,7 @@ fn train_finetune_merge_verify_round_trip() {
     std::fs::write(dir.join("q.csv"), format!("{c},{},0\n{s},{c},0\n0,0,1\n", -s)).unwrap();
     let o = qgoft(&["verify", "q.csv"], &dir);
     assert!(o.status.success() && text(&o).contains("special orthogonal"), "{}", text(&o));
+    assert!(text(&o).contains("decomposition round trip"), "{}", text(&o));
     let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
     let mut npy = b"\x93NUMPY\x01\x00".to_vec();
     let pad = 64 - (10 + header.len() + 1) % 64;
@@ -86,6 +87,7 @@ fn train_finetune_merge_verify_round_trip() {
     std::fs::write(dir.join("r.npy"), &npy).unwrap();
     let o = qgoft(&["verify", "r.npy"], &dir);
     assert!(o.status.success() && text(&o).contains("reflection"), "{}", text(&o));
+    assert!(text(&o).contains("one reflection factored out"), "{}", text(&o));
     std::fs::write(dir.join("r.npy"), &npy[..npy.len() - 4]).unwrap();
     let o = qgoft(&["verify", "r.npy"], &dir);
     assert!(!o.status.success() && text(&o).contains("r.npy"), "{}", text(&o));

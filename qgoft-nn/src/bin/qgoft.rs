@@ -701,11 +701,23 @@ fn determinant(d: usize, a: &[f64]) -> f64 {
     det
 }
 
+/// Orthogonality tolerance for `verify`'s decomposition: matrices read from
+/// files are often stored in `f32`, far from `f64` rounding.
+const VERIFY_TOLERANCE: f64 = 1e-3;
+
 /// The round-trip error `norm(Q(theta(Q)) - Q)_F` of decomposing `Q` into
-/// full-layout angles and rebuilding it; `None` while this build has no
-/// decomposition (`qgoft_math::decompose`).
-fn decomposition_roundtrip(_q: &[f64], _d: usize) -> Option<f64> {
-    None
+/// full-layout angles and rebuilding it, and whether a reflection had to be
+/// factored out (`det Q = -1`).
+fn decomposition_roundtrip(q: &[f64], d: usize) -> std::result::Result<(f64, bool), qgoft_math::Error> {
+    use qgoft_math::decompose::{DecomposeOptions, decompose_with, rebuild};
+    let opts = DecomposeOptions { tolerance: Some(VERIFY_TOLERANCE), allow_reflection: true };
+    let dec = decompose_with(qgoft_math::Layout::Full, q, d, &opts)?;
+    let mut back = rebuild(qgoft_math::Layout::Full, &dec.angles, d)?;
+    if dec.reflected {
+        back[(d - 1) * d..].iter_mut().for_each(|v| *v = -*v);
+    }
+    let err = back.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+    Ok((err, dec.reflected))
 }
 
 fn verify_matrix(path: &Path, name: &str, d: usize, q: &[f64]) -> Result<()> {
@@ -730,8 +742,12 @@ fn verify_matrix(path: &Path, name: &str, d: usize, q: &[f64]) -> Result<()> {
         }
     );
     match decomposition_roundtrip(q, d) {
-        Some(e) => println!("decomposition round trip  norm(Q(theta) - Q)_F = {e:.3e}"),
-        None => println!("decomposition round trip: not available in this build"),
+        Ok((e, reflected)) => println!(
+            "decomposition round trip  norm(Q(theta) - Q)_F = {e:.3e}  ({} full-layout angles{})",
+            d * (d - 1) / 2,
+            if reflected { ", one reflection factored out" } else { "" }
+        ),
+        Err(e) => println!("decomposition: {e}"),
     }
     Ok(())
 }
