@@ -103,6 +103,8 @@ impl fmt::Display for Error {
             Error::Checkpoint { path, reason } => {
                 if path.as_os_str().is_empty() {
                     write!(f, "invalid safetensors data: {reason}")
+                } else if path.extension().is_some_and(|e| e == "json") {
+                    write!(f, "invalid configuration file {}: {reason}", path.display())
                 } else {
                     write!(f, "invalid safetensors file {}: {reason}", path.display())
                 }

@@ -43,6 +43,8 @@ const KEYS: &[&str] = &[
     "non-finite value in a file",
     "malformed CSV value",
     "truncated IDX file",
+    "unknown adapter config key",
+    "adapter does not fit the model",
 ];
 
 fn check_row(key: &str, got: String) {
@@ -106,11 +108,46 @@ row!(malformed_csv_value, "malformed CSV value", || err(qgoft_nn::data::parse_cs
     2,
     None
 )));
+row!(unknown_adapter_config_key, "unknown adapter config key", || {
+    let dir = adapter_dir("unknown-key");
+    let path = dir.join(qgoft_nn::peft::CONFIG_FILE);
+    let mut c = qgoft_nn::peft::raw_config(&dir).unwrap();
+    c.insert("lora_alpha".into(), serde_json::json!(8));
+    std::fs::write(&path, serde_json::to_string(&c).unwrap()).unwrap();
+    let msg = load_onto_fresh(&dir, 6);
+    std::fs::remove_dir_all(&dir).unwrap();
+    msg
+});
+row!(adapter_does_not_fit_the_model, "adapter does not fit the model", || {
+    let dir = adapter_dir("width");
+    let msg = load_onto_fresh(&dir, 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+    msg
+});
 row!(truncated_idx_file, "truncated IDX file", || {
     let mut bytes = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2];
     bytes.extend_from_slice(&[0; 5]);
     err(qgoft_nn::data::parse_idx_images(&bytes, "images.idx"))
 });
+
+/// An adapter directory (relative, so messages name a stable path) holding a
+/// GOFT adapter for one layer `fc` of width 6.
+fn adapter_dir(tag: &str) -> std::path::PathBuf {
+    use qgoft_nn::layers::{GivensConfig, GivensLinear, Linear};
+    let dir = std::path::PathBuf::from(format!("adapter-{tag}.tmp"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let layer = Linear::new("fc", 6, 3, true, &mut qgoft_nn::Rng::new(0));
+    let l = GivensLinear::with_default(layer, GivensConfig::default()).unwrap();
+    qgoft_nn::peft::save_adapter(&dir, &[l], "default", None).unwrap();
+    dir
+}
+
+/// Loads the adapter in `dir` onto a fresh layer `fc` of width `d`.
+fn load_onto_fresh(dir: &Path, d: usize) -> String {
+    use qgoft_nn::layers::{GivensLinear, Linear};
+    let mut layers = [GivensLinear::new(Linear::new("fc", d, 3, true, &mut qgoft_nn::Rng::new(0)))];
+    err(qgoft_nn::peft::load_adapter(dir, &mut layers, "default", None))
+}
 
 /// The `(key, message)` rows of README.md's bad-input table.
 fn readme_rows() -> BTreeMap<String, String> {
