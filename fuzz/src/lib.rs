@@ -230,3 +230,45 @@ pub fn decompose(data: &[u8]) {
         }
     }
 }
+
+/// The adapter loaders on arbitrary bytes: the first two bytes give the
+/// length of an `adapter_config.json`, the rest is `adapter_model.safetensors`.
+/// Configurations that parse survive a write-and-read round trip; a loaded
+/// adapter gives a finite output on a finite input; a failed load leaves the
+/// model without adapters.
+pub fn adapter(data: &[u8]) {
+    use qgoft_nn::layers::{GivensLinear, Linear, Module};
+    use qgoft_nn::peft::{self, AdapterConfig};
+    if data.len() < 2 {
+        return;
+    }
+    let n = (u16::from_le_bytes([data[0], data[1]]) as usize).min(data.len() - 2);
+    let (config, weights) = data[2..].split_at(n);
+    let Ok(text) = std::str::from_utf8(config) else { return };
+    let cpath = std::path::Path::new("adapter_config.json");
+    if let Ok(c) = AdapterConfig::from_json(text, cpath) {
+        let again = AdapterConfig::from_json(&c.to_json(), cpath).expect("a written configuration reads back");
+        assert_eq!(again, c, "configuration changed in a round trip");
+    }
+    let dir = std::env::temp_dir().join(format!("qgoft-fuzz-adapter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    std::fs::write(dir.join(peft::CONFIG_FILE), config).expect("write config");
+    std::fs::write(dir.join(peft::WEIGHTS_FILE), weights).expect("write weights");
+    let mut rng = qgoft_nn::Rng::new(0);
+    let mut layers: Vec<GivensLinear> = [("fc", 4, 3), ("enc.0", 8, 4)]
+        .iter()
+        .map(|&(n, i, o)| GivensLinear::new(Linear::new(n, i, o, true, &mut rng)))
+        .collect();
+    match peft::load_adapter(&dir, &mut layers, "fuzz", None) {
+        Ok(_) => {
+            for (l, d) in layers.iter().zip([4usize, 8]) {
+                let mut g = qgoft_nn::Graph::new();
+                let x = g.constant(qgoft_nn::Tensor::from_fn(&[2, d], |i| i as f32 * 0.25 - 1.0));
+                if let Ok(y) = l.forward(&mut g, x) {
+                    assert!(g.value(y).data().iter().all(|v| v.is_finite()), "non-finite output from a loaded adapter");
+                }
+            }
+        }
+        Err(_) => assert!(layers.iter().all(|l| l.adapter_names().is_empty()), "a failed load left an adapter behind"),
+    }
+}

@@ -47,3 +47,8 @@ fn idx_corpus() {
 fn decompose_corpus() {
     replay("decompose", qgoft_fuzz::decompose);
 }
+
+#[test]
+fn adapter_corpus() {
+    replay("adapter", qgoft_fuzz::adapter);
+}
