@@ -249,29 +249,38 @@ pub fn save_params(path: &Path, params: &[Param], metadata: Option<&HashMap<Stri
 /// # Ok::<(), qgoft_nn::Error>(())
 /// ```
 pub fn load_params(path: &Path, params: &[Param], strict: bool) -> Result<()> {
-    let tensors = load_tensors(path)?;
+    let mut by_name: HashMap<String, Tensor> = load_tensors(path)?.into_iter().collect();
+    for (p, t) in match_params(params, &mut by_name, strict, path, "")? {
+        p.set(t)?;
+    }
+    Ok(())
+}
+
+/// Takes each parameter's tensor `<prefix><name>` out of `by_name`, checking
+/// that it exists and has the parameter's shape and, with `strict`, that no
+/// other `<prefix>...` tensor is left; changes nothing, so a caller can check
+/// everything before assigning.
+pub(crate) fn match_params<'p>(
+    params: &'p [Param],
+    by_name: &mut HashMap<String, Tensor>,
+    strict: bool,
+    path: &Path,
+    prefix: &str,
+) -> Result<Vec<(&'p Param, Tensor)>> {
     let err = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
-    let mut by_name: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let mut updates = Vec::with_capacity(params.len());
     for p in params {
-        let t = by_name.remove(p.name()).ok_or_else(|| err(format!("tensor {} is missing", p.name())))?;
+        let key = format!("{prefix}{}", p.name());
+        let t = by_name.remove(&key).ok_or_else(|| err(format!("tensor {key} is missing")))?;
         if t.shape() != p.shape() {
-            return Err(err(format!(
-                "tensor {} has shape {:?}, the model expects {:?}",
-                p.name(),
-                t.shape(),
-                p.shape()
-            )));
+            return Err(err(format!("tensor {key} has shape {:?}, the model expects {:?}", t.shape(), p.shape())));
         }
         updates.push((p, t));
     }
-    if strict && let Some(name) = by_name.keys().min() {
+    if strict && let Some(name) = by_name.keys().filter(|k| k.starts_with(prefix)).min() {
         return Err(err(format!("unexpected tensor {name} (not a parameter of the model)")));
     }
-    for (p, t) in updates {
-        p.set(t.clone())?;
-    }
-    Ok(())
+    Ok(updates)
 }
 
 #[cfg(test)]

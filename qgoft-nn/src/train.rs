@@ -258,7 +258,7 @@ fn save_checkpoint(model: &dyn Module, opt: &dyn Optimizer, cfg: &TrainConfig, p
 
 fn load_checkpoint(model: &dyn Module, opt: &mut dyn Optimizer, cfg: &TrainConfig, path: &Path) -> Result<Resume> {
     let err = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
-    let (tensors, meta) = crate::io::load_checkpoint(path)?;
+    let (all, meta) = crate::io::load_checkpoint(path)?;
     let field = |k: &str| meta.get(k).ok_or_else(|| err(format!("metadata key {k} is missing")));
     if field("format")? != CHECKPOINT_FORMAT {
         return Err(err(format!("format {:?} is not {CHECKPOINT_FORMAT:?}", field("format")?)));
@@ -278,34 +278,16 @@ fn load_checkpoint(model: &dyn Module, opt: &mut dyn Optimizer, cfg: &TrainConfi
     let rng = <[u64; 4]>::try_from(words)
         .map_err(|_| err("metadata rng is not four hexadecimal words".to_string()))
         .and_then(Rng::from_state)?;
-    let mut model_tensors = HashMap::new();
-    let mut state = Vec::new();
-    for (name, t) in tensors {
-        if let Some(n) = name.strip_prefix("model.") {
-            model_tensors.insert(n.to_string(), t);
-        } else if let Some(n) = name.strip_prefix("optim.") {
-            state.push((n.to_string(), t));
-        } else {
-            return Err(err(format!("unexpected tensor {name}")));
+    let (mut tensors, mut state): (HashMap<String, Tensor>, Vec<(String, Tensor)>) = (HashMap::new(), Vec::new());
+    for (name, t) in all {
+        match name.strip_prefix("optim.") {
+            Some(n) => state.push((n.to_string(), t)),
+            None if name.starts_with("model.") => drop(tensors.insert(name, t)),
+            None => return Err(err(format!("unexpected tensor {name}"))),
         }
     }
     let params = model.params();
-    let mut updates = Vec::with_capacity(params.len());
-    for p in &params {
-        let t = model_tensors.remove(p.name()).ok_or_else(|| err(format!("tensor model.{} is missing", p.name())))?;
-        if t.shape() != p.shape() {
-            return Err(err(format!(
-                "tensor model.{} has shape {:?}, the model expects {:?}",
-                p.name(),
-                t.shape(),
-                p.shape()
-            )));
-        }
-        updates.push((p, t));
-    }
-    if let Some(name) = model_tensors.keys().min() {
-        return Err(err(format!("unexpected tensor model.{name} (not a parameter of the model)")));
-    }
+    let updates = crate::io::match_params(&params, &mut tensors, true, path, "model.")?;
     opt.import_state(&state).map_err(|e| err(e.to_string()))?;
     for (p, t) in updates {
         p.set(t)?;

@@ -104,6 +104,27 @@ impl Fixture {
         }
     }
 
+    /// The reference's rotation as `qgoft-math` builds it: the tree layout,
+    /// `theta = pi * tanh(p)` with the optional scaling, or quasi blocks.
+    ///
+    /// # Panics
+    /// If the fixture's parameters are rejected.
+    pub fn rotation(&self) -> qgoft_math::RotationBuf<f32> {
+        use qgoft_math::{AngleMap, Layout, RotationBuf};
+        let params = |p: &Option<Vec<f32>>| p.clone().unwrap_or_else(|| panic!("{}: no parameters", self.name));
+        match self.mode.as_str() {
+            "qgoft" => RotationBuf::from_quasi(Layout::Tree, self.d, &params(&self.blocks), None),
+            _ => RotationBuf::from_angles(
+                Layout::Tree,
+                self.d,
+                AngleMap::PiTanh,
+                &params(&self.angle_params),
+                self.scaler.as_deref(),
+            ),
+        }
+        .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
     /// Every fixture file, all modes and widths.
     pub fn all() -> Vec<Fixture> {
         MODES.iter().flat_map(|m| DIMS.iter().map(move |&d| Fixture::load(m, d))).collect()

@@ -1,24 +1,10 @@
 //! The reference fixtures reproduced by `qgoft-math`: the rotation, the
 //! forward output and the merged weight, within relative 1e-5 in `f32`.
 
-use qgoft_math::{AngleMap, Layout, Op, RotationBuf};
+use qgoft_math::{Op, RotationBuf};
 use qgoft_tests::{rel_error, Fixture};
 
 const TOL: f64 = 1e-5;
-
-fn rotation_of(f: &Fixture) -> RotationBuf<f32> {
-    match f.mode.as_str() {
-        "qgoft" => RotationBuf::from_quasi(Layout::Tree, f.d, f.blocks.as_ref().unwrap(), None),
-        _ => RotationBuf::from_angles(
-            Layout::Tree,
-            f.d,
-            AngleMap::PiTanh,
-            f.angle_params.as_ref().unwrap(),
-            f.scaler.as_deref(),
-        ),
-    }
-    .unwrap_or_else(|e| panic!("{}: {e}", f.name))
-}
 
 /// `y = x R W^T + b` computed the adapter's way: rows of `x` through `R^T`,
 /// then the frozen layer.
@@ -40,7 +26,7 @@ fn every_fixture_rotation_forward_and_merge() {
     let fixtures = Fixture::all();
     assert_eq!(fixtures.len(), 27);
     for f in &fixtures {
-        let r = rotation_of(f);
+        let r = f.rotation();
         let dense = r.to_dense();
         let e = rel_error(&dense, &f.rotation);
         assert!(e <= TOL, "{}: rotation relative error {e:e}", f.name);

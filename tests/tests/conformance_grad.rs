@@ -7,24 +7,10 @@
 //! VJP of the rotation maps that to `grad_x` and the parameter gradients.
 
 use qgoft_math::grad::{angle_param_grads, quasi_param_grads, vjp_rows, workspace_len, Saved};
-use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
+use qgoft_math::{AngleMap, Block, Op};
 use qgoft_tests::{rel_error, Fixture};
 
 const TOL: f64 = 1e-4;
-
-fn rotation_of(f: &Fixture) -> RotationBuf<f32> {
-    match f.mode.as_str() {
-        "qgoft" => RotationBuf::from_quasi(Layout::Tree, f.d, f.blocks.as_ref().unwrap(), None),
-        _ => RotationBuf::from_angles(
-            Layout::Tree,
-            f.d,
-            AngleMap::PiTanh,
-            f.angle_params.as_ref().unwrap(),
-            f.scaler.as_deref(),
-        ),
-    }
-    .unwrap_or_else(|e| panic!("{}: {e}", f.name))
-}
 
 /// `grad_y W` (batch x d), the gradient of `L` with respect to `X R`.
 fn upstream(f: &Fixture) -> Vec<f32> {
@@ -41,7 +27,7 @@ fn upstream(f: &Fixture) -> Vec<f32> {
 /// The gradients `(grad_x, parameter gradient, grad_scaler)` from the saved
 /// input or (strict modes) the saved output.
 fn gradients(f: &Fixture, from_output: bool) -> (Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
-    let r = rotation_of(f);
+    let r = f.rotation();
     let rot = r.as_rotation();
     let mut xr = f.x.clone();
     rot.apply_rows(Op::Transpose, &mut xr).unwrap();
