@@ -289,7 +289,6 @@ impl<'a, T: Real> Rotation<'a, T> {
         }
         self.check_input(x)?;
         self.check_invertible(op)?;
-        let n = x.len() / d;
         let tile = (TILE_SCRATCH / d).min(MAX_TILE);
         if tile < 2 {
             let mut finite = true;
@@ -299,28 +298,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             }
             return overflow_unless(finite);
         }
-        let mut finite = true;
-        let mut scratch = [T::zero(); TILE_SCRATCH];
-        let mut r0 = 0;
-        while r0 < n {
-            let tw = tile.min(n - r0);
-            let rows = &mut x[r0 * d..(r0 + tw) * d];
-            let buf = &mut scratch[..d * tw];
-            for (l, row) in rows.chunks_exact(d).enumerate() {
-                for (i, &v) in row.iter().enumerate() {
-                    buf[i * tw + l] = v;
-                }
-            }
-            self.run_soa(op, buf, tw, 0, tw);
-            finite &= crate::simd::all_finite(self.kernel, buf);
-            for (l, row) in rows.chunks_exact_mut(d).enumerate() {
-                for (i, v) in row.iter_mut().enumerate() {
-                    *v = buf[i * tw + l];
-                }
-            }
-            r0 += tw;
-        }
-        overflow_unless(finite)
+        overflow_unless(crate::simd::rows(self.kernel, self, op, x, tile))
     }
 
     /// Applies `op` to each column of the row-major `d x n` matrix `x`.

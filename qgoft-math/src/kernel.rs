@@ -38,7 +38,7 @@
 //! assert!(Kernel::Portable.is_available());
 //! ```
 
-use crate::apply::Op;
+use crate::apply::{Op, TILE_SCRATCH};
 use crate::{Block, Layout, Real, Rotation, Stage};
 
 /// The instruction set a batch kernel runs on.
@@ -467,6 +467,110 @@ fn full<M: Arith, T: Real, const W: usize>(
     }
 }
 
+/// Applies `op` to every row of the row-major batch `x`, `tile` rows at a
+/// time transposed through a stack buffer; returns whether every output is
+/// finite.
+#[inline(always)]
+pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    x: &mut [T],
+    tile: usize,
+) -> bool {
+    let d = rot.dim();
+    let n = x.len() / d;
+    let mut finite = true;
+    let mut scratch = [T::zero(); TILE_SCRATCH];
+    let mut r0 = 0;
+    while r0 < n {
+        let tw = tile.min(n - r0);
+        let rows = &mut x[r0 * d..(r0 + tw) * d];
+        let buf = &mut scratch[..d * tw];
+        transpose::<X, T, false>(rows, buf, tw, d);
+        run::<M, T, WT, WC>(rot, op, buf, tw, 0, tw);
+        finite &= all_finite(buf);
+        transpose::<X, T, true>(rows, buf, tw, d);
+        r0 += tw;
+    }
+    finite
+}
+
+/// Transposes 8 x 8 blocks with the instruction set's shuffles.
+pub(crate) trait Transposer {
+    /// `dst[c * ds + r] = src[r * ss + c]` for `r, c < 8`; `false` if not
+    /// handled (then the caller copies element by element).
+    fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool;
+}
+
+/// No shuffles: element by element.
+pub(crate) struct ByElement;
+
+impl Transposer for ByElement {
+    #[inline(always)]
+    fn block8<T: Real>(_: &[T], _: usize, _: &mut [T], _: usize) -> bool {
+        false
+    }
+}
+
+/// Copies between the row-major `tw x d` rows and the coordinate-major
+/// `d x tw` buffer (`BACK`: buffer to rows), in 8 x 8 blocks.
+#[inline(always)]
+fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut [T], tw: usize, d: usize) {
+    const B: usize = 8;
+    let (lw, dw) = (tw / B * B, d / B * B);
+    let mut l0 = 0;
+    while l0 < lw {
+        let mut i0 = 0;
+        while i0 < dw {
+            let done = if BACK {
+                X::block8(&buf[i0 * tw + l0..], tw, &mut rows[l0 * d + i0..], d)
+            } else {
+                X::block8(&rows[l0 * d + i0..], d, &mut buf[i0 * tw + l0..], tw)
+            };
+            if done {
+                i0 += B;
+                continue;
+            }
+            let mut blk = [[T::zero(); B]; B];
+            if BACK {
+                for (ii, r) in blk.iter_mut().enumerate() {
+                    r.copy_from_slice(&buf[(i0 + ii) * tw + l0..(i0 + ii) * tw + l0 + B]);
+                }
+                for ll in 0..B {
+                    let row = &mut rows[(l0 + ll) * d + i0..(l0 + ll) * d + i0 + B];
+                    for (ii, v) in row.iter_mut().enumerate() {
+                        *v = blk[ii][ll];
+                    }
+                }
+            } else {
+                for (ll, r) in blk.iter_mut().enumerate() {
+                    r.copy_from_slice(&rows[(l0 + ll) * d + i0..(l0 + ll) * d + i0 + B]);
+                }
+                for ii in 0..B {
+                    let col = &mut buf[(i0 + ii) * tw + l0..(i0 + ii) * tw + l0 + B];
+                    for (ll, v) in col.iter_mut().enumerate() {
+                        *v = blk[ll][ii];
+                    }
+                }
+            }
+            i0 += B;
+        }
+        l0 += B;
+    }
+    // Edges: the rows past the last whole block of lanes, the coordinates
+    // past the last whole block of coordinates.
+    for l in 0..tw {
+        let from = if l < lw { dw } else { 0 };
+        for i in from..d {
+            if BACK {
+                rows[l * d + i] = buf[i * tw + l];
+            } else {
+                buf[i * tw + l] = rows[l * d + i];
+            }
+        }
+    }
+}
+
 /// Whether every entry is finite: `|v| <= MAX` fails exactly for NaN and
 /// the infinities, and the conjunction is an associative reduction the
 /// compiler vectorises.
@@ -475,6 +579,11 @@ fn full<M: Arith, T: Real, const W: usize>(
 pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
     let m = T::max_value();
     xs.iter().fold(0u32, |bad, &v| bad | u32::from(!(v.abs() <= m))) == 0
+}
+
+/// The portable row kernel.
+pub(crate) fn rows_portable<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+    rows::<Plain, ByElement, T, 8, 16>(rot, op, x, tile)
 }
 
 /// The portable kernel.
