@@ -35,21 +35,6 @@ fn best(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn best_pair(reps: usize, mut f: impl FnMut(), mut g: impl FnMut()) -> (f64, f64) {
-    f();
-    g();
-    let (mut tf, mut tg) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..reps {
-        let t = Instant::now();
-        f();
-        tf = tf.min(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        g();
-        tg = tg.min(t.elapsed().as_secs_f64());
-    }
-    (tf, tg)
-}
-
 fn data<T: Real>(len: usize, seed: u64) -> Vec<T> {
     let mut s = seed;
     (0..len)
@@ -111,15 +96,17 @@ mod peak {
     }
 
     /// f32 flops per second of one core: the best of the 256- and 512-bit
-    /// loops (f64 is half).
-    pub fn f32_flops(iters: usize, reps: usize) -> (f64, &'static str) {
+    /// loops (f64 is half), its name, and both figures.
+    pub fn f32_flops(iters: usize, reps: usize) -> (f64, &'static str, String) {
         let mut best = (0.0, "none");
+        let mut all = String::new();
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: features detected above.
             let t = super::best(reps, || {
                 std::hint::black_box(unsafe { fma256(std::hint::black_box(iters)) });
             });
             best = ((iters * 12 * 8 * 2) as f64 / t, "AVX2 FMA");
+            all += &format!("AVX2 {:.1}", best.0 * 1e-9);
         }
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: feature detected above.
@@ -127,11 +114,12 @@ mod peak {
                 std::hint::black_box(unsafe { fma512(std::hint::black_box(iters)) });
             });
             let f = (iters * 16 * 16 * 2) as f64 / t;
+            all += &format!(", AVX-512 {:.1}", f * 1e-9);
             if f > best.0 {
                 best = (f, "AVX-512 FMA");
             }
         }
-        best
+        (best.0, best.1, all)
     }
 }
 
@@ -180,34 +168,42 @@ fn gemm_f32(a: &[f32], b: &[f32], c: &mut [f32], k: usize, threads: usize) {
 
 struct Line {
     what: String,
+    kernel: Kernel,
     figure: String,
     ratio: f64,
     target: &'static str,
     met: bool,
 }
 
+/// Every available kernel, portable (the compiler's own vectorisation of
+/// the baseline target) first.
+fn kernels() -> Vec<Kernel> {
+    Kernel::ALL.into_iter().filter(|k| k.is_available()).collect()
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let reps = if quick { 3 } else { 7 };
-    let kernel = Kernel::best();
-    println!("kernel: {kernel:?} (best available); quick: {quick}");
+    println!("kernels: {:?}; default {:?}; quick: {quick}", kernels(), Kernel::best());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load.trim());
 
-    // Machine limits.
+    // Machine limits: the best of many short runs (other work on the
+    // machine only ever makes a run slower).
     #[cfg(target_arch = "x86_64")]
-    let (peak1, peak_how) = peak::f32_flops(if quick { 2_000_000 } else { 5_000_000 }, reps);
+    let (peak1, peak_how, peak_all) = peak::f32_flops(1_000_000, 25);
     #[cfg(not(target_arch = "x86_64"))]
-    let (peak1, peak_how) = (f64::NAN, "not measured on this architecture");
+    let (peak1, peak_how, peak_all) = (f64::NAN, "not measured on this architecture", String::new());
     let peak2 = {
         #[cfg(target_arch = "x86_64")]
         {
-            let iters = if quick { 2_000_000 } else { 5_000_000 };
-            let mut both = 0.0f64;
             // Each thread reports its own rate; the pair's rate is twice the
             // slower of the two measured concurrently.
-            for _ in 0..reps.min(3) {
+            let mut both = 0.0f64;
+            for _ in 0..10 {
                 let (a, b) = std::thread::scope(|s| {
-                    let h = s.spawn(move || peak::f32_flops(iters, 1).0);
-                    let a = peak::f32_flops(iters, 1).0;
+                    let h = s.spawn(|| peak::f32_flops(1_000_000, 1).0);
+                    let a = peak::f32_flops(1_000_000, 1).0;
                     (a, h.join().expect("thread"))
                 });
                 both = both.max(2.0 * a.min(b));
@@ -220,14 +216,18 @@ fn main() {
     let big = 1usize << 28; // 1 GiB of f32
     let mut buf = data::<f32>(big, 9);
     let (bw, _) = rmw_bandwidth(&mut buf, reps.min(3));
-    println!("FMA peak, one core: {:.1} GFLOP/s f32 ({peak_how}), {:.1} GFLOP/s f64", peak1 * 1e-9, peak1 * 0.5e-9);
-    println!("FMA peak, both cores: {:.1} GFLOP/s f32", peak2 * 1e-9);
+    println!(
+        "FMA peak, one core: {:.1} GFLOP/s f32 ({peak_how}; {peak_all}), {:.1} GFLOP/s f64",
+        peak1 * 1e-9,
+        peak1 * 0.5e-9
+    );
+    println!("FMA peak, both cores at once: {:.1} GFLOP/s f32", peak2 * 1e-9);
     println!("read-modify-write bandwidth, one core: {:.2} GB/s (in place over 1 GiB)", bw * 1e-9);
 
     let mut lines = Vec::new();
 
     // Tree forward f32, data in L1/L2: d = 256, n = 64.
-    {
+    for kernel in kernels() {
         let (d, n) = (256, 64);
         let r = rotation::<f32>(Layout::Tree, d);
         let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
@@ -235,7 +235,7 @@ fn main() {
         let inner = 200;
         for (how, cols) in [("rows", false), ("cols", true)] {
             let mut x = data::<f32>(n * d, 3);
-            let t = best(reps, || {
+            let t = best(4 * reps, || {
                 for _ in 0..inner {
                     if cols {
                         rot.apply_cols(Op::Transpose, black_box(&mut x), n).expect("apply");
@@ -247,6 +247,7 @@ fn main() {
             let rate = flops / t;
             lines.push(Line {
                 what: format!("tree R^T f32 d=256 n=64 {how} (in cache)"),
+                kernel,
                 figure: format!("{:.1} GFLOP/s", rate * 1e-9),
                 ratio: rate / peak1,
                 target: ">= 0.5 of FMA peak",
@@ -255,8 +256,10 @@ fn main() {
         }
     }
 
-    // Tree forward f32 streaming: n = 2^20, d = 256 (1 GiB), rows.
-    {
+    // Tree forward f32 streaming: n = 2^20, d = 256 (1 GiB), rows; the
+    // reference pass and the kernel alternate. R^T then R keeps the data
+    // bounded; the time is halved.
+    for kernel in kernels() {
         let d = 256;
         let r = rotation::<f32>(Layout::Tree, d);
         let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
@@ -276,6 +279,7 @@ fn main() {
         let rate = (2 * 4 * big) as f64 / t_k;
         lines.push(Line {
             what: "tree R^T f32 d=256 n=2^20 rows (streaming)".into(),
+            kernel,
             figure: format!("{:.2} GB/s", rate * 1e-9),
             ratio: t_rmw / t_k,
             target: ">= 0.85 of RMW bandwidth",
@@ -285,7 +289,7 @@ fn main() {
     drop(buf);
 
     // Full layout applied to a d x d matrix, f64, d = 1024.
-    {
+    for kernel in kernels() {
         let d = 1024;
         let r = rotation::<f64>(Layout::Full, d);
         let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
@@ -294,6 +298,7 @@ fn main() {
         let rate = 6.0 * (d * (d - 1) / 2) as f64 * d as f64 / t;
         lines.push(Line {
             what: "full R f64 on a 1024 x 1024 matrix (cols)".into(),
+            kernel,
             figure: format!("{:.1} GFLOP/s", rate * 1e-9),
             ratio: rate / (0.5 * peak1),
             target: ">= 0.5 of FMA peak (f64)",
@@ -306,10 +311,11 @@ fn main() {
         let k = 768;
         let (a, b) = (data::<f32>(k * k, 5), data::<f32>(k * k, 6));
         let mut c = vec![0.0f32; k * k];
-        let t = best(reps, || gemm_f32(black_box(&a), black_box(&b), &mut c, k, 2));
+        let t = best(4 * reps, || gemm_f32(black_box(&a), black_box(&b), &mut c, k, 2));
         let rate = 2.0 * (k * k * k) as f64 / t;
         lines.push(Line {
             what: "gemm 768^3 f32, both cores".into(),
+            kernel: Kernel::best(),
             figure: format!("{:.1} GFLOP/s", rate * 1e-9),
             ratio: rate / peak2,
             target: ">= 0.75 of FMA peak (both cores)",
@@ -321,34 +327,37 @@ fn main() {
     {
         let k = 4096;
         let r = rotation::<f32>(Layout::Tree, k);
-        let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
-        let mut w = data::<f32>(k * k, 7);
         let (a, b) = (data::<f32>(k * k, 5), data::<f32>(k * k, 6));
         let mut c = vec![0.0f32; k * k];
-        let (t_merge, t_gemm) = best_pair(
-            if quick { 1 } else { 3 },
-            || rot.merge(black_box(&mut w)).expect("merge"),
-            || gemm_f32(black_box(&a), black_box(&b), &mut c, k, 2),
-        );
-        lines.push(Line {
-            what: "merge W R^T tree f32 d=m=4096".into(),
-            figure: format!("{:.2} ms (gemm {:.0} ms)", t_merge * 1e3, t_gemm * 1e3),
-            ratio: t_merge / t_gemm,
-            target: "<= 0.005 of one 4096^3 gemm",
-            met: t_merge / t_gemm <= 0.005,
-        });
+        let mut w = data::<f32>(k * k, 7);
+        let t_gemm = best(if quick { 1 } else { 3 }, || gemm_f32(black_box(&a), black_box(&b), &mut c, k, 2));
+        for kernel in kernels() {
+            let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
+            let t_merge = best(reps, || rot.merge(black_box(&mut w)).expect("merge"));
+            lines.push(Line {
+                what: "merge W R^T tree f32 d=m=4096".into(),
+                kernel,
+                figure: format!("{:.2} ms (gemm {:.0} ms)", t_merge * 1e3, t_gemm * 1e3),
+                ratio: t_merge / t_gemm,
+                target: "<= 0.005 of one 4096^3 gemm",
+                met: t_merge / t_gemm <= 0.005,
+            });
+        }
     }
 
     println!();
-    println!("{:<46} {:>24} {:>8}  {:<34} met", "kernel", "figure", "ratio", "target");
+    println!("{:<44} {:<9} {:>24} {:>8}  {:<34} met", "kernel", "isa", "figure", "ratio", "target");
     for l in &lines {
         println!(
-            "{:<46} {:>24} {:>8.3}  {:<34} {}",
+            "{:<44} {:<9} {:>24} {:>8.3}  {:<34} {}",
             l.what,
+            format!("{:?}", l.kernel),
             l.figure,
             l.ratio,
             l.target,
             if l.met { "yes" } else { "NO" }
         );
     }
+    println!();
+    println!("decompose / rebuild against nalgebra's QR (d = 512, f64): see benches/decompose.rs");
 }

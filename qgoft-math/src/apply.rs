@@ -289,7 +289,9 @@ impl<'a, T: Real> Rotation<'a, T> {
         }
         self.check_input(x)?;
         self.check_invertible(op)?;
-        let tile = (TILE_SCRATCH / d).min(MAX_TILE);
+        // Whole 8 x 8 blocks for the transposes where the buffer allows.
+        let fit = (TILE_SCRATCH / d).min(MAX_TILE);
+        let tile = if fit >= 8 { fit / 8 * 8 } else { fit };
         if tile < 2 {
             let mut finite = true;
             for row in x.chunks_exact_mut(d) {
@@ -316,6 +318,16 @@ impl<'a, T: Real> Rotation<'a, T> {
             // The tree kernel builds each register block's coefficients once
             // and sweeps every lane with them, a few passes in all: one tile.
             self.run_soa(op, x, n, 0, n);
+        } else if self.layout == Layout::Chain {
+            // One streaming pass per plane over tiles of up to 512 lanes:
+            // the carried coordinate stays in cache from one plane to the
+            // next.
+            let mut c0 = 0;
+            while c0 < n {
+                let tw = (n - c0).min(512);
+                self.run_soa(op, x, n, c0, tw);
+                c0 += tw;
+            }
         } else {
             // The other layouts make many passes over a tile: it is packed
             // into a contiguous stack buffer (rows of a batch whose width is

@@ -191,15 +191,24 @@ fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
             tree::<M, T, WT>(rot, op, data, ld, base, whole);
             whole
         }
+        // Whole chunks of `WC` lanes, then of `WT`; the rest plane by plane.
+        // A carried chunk walks every coordinate: only where the tile's rows
+        // lie close together (a packed tile); on a wide batch the planes go
+        // one by one across all lanes, a streaming pass each.
+        Layout::Chain | Layout::Full if ld * core::mem::size_of::<T>() > CARRY_MAX_ROW_BYTES => 0,
         Layout::Chain => {
             let whole = tw / WC * WC;
             chain::<M, T, WC>(rot, op, data, ld, base, whole);
-            whole
+            let more = (tw - whole) / WT * WT;
+            chain::<M, T, WT>(rot, op, data, ld, base + whole, more);
+            whole + more
         }
         Layout::Full => {
             let whole = tw / WC * WC;
             full::<M, T, WC>(rot, op, data, ld, base, whole);
-            whole
+            let more = (tw - whole) / WT * WT;
+            full::<M, T, WT>(rot, op, data, ld, base + whole, more);
+            whole + more
         }
         _ => 0,
     };
@@ -210,6 +219,10 @@ fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
         rot.scale_lanes(op, data, ld, base, tw);
     }
 }
+
+/// Longest distance between a tile's coordinates (bytes) for the carried
+/// chain kernels.
+const CARRY_MAX_ROW_BYTES: usize = 1024;
 
 /// The stages plane by plane over all `tw` lanes (no scaling).
 #[inline(always)]

@@ -125,9 +125,9 @@ mod x86 {
         tw: usize,
     ) {
         if is_f32::<T>() {
-            run::<Fused, T, 8, 16>(rot, op, data, ld, base, tw);
+            run::<Fused, T, 8, 32>(rot, op, data, ld, base, tw);
         } else {
-            run::<Fused, T, 4, 8>(rot, op, data, ld, base, tw);
+            run::<Fused, T, 4, 16>(rot, op, data, ld, base, tw);
         }
     }
 
@@ -145,7 +145,7 @@ mod x86 {
         if is_f32::<T>() {
             run::<Fused, T, 16, 64>(rot, op, data, ld, base, tw);
         } else {
-            run::<Fused, T, 8, 16>(rot, op, data, ld, base, tw);
+            run::<Fused, T, 8, 32>(rot, op, data, ld, base, tw);
         }
     }
 
