@@ -313,7 +313,10 @@ impl<'a, T: Real> Rotation<'a, T> {
         self.check_input(x)?;
         self.check_invertible(op)?;
         let d = self.d;
-        let packed = (TILE_SCRATCH / d / 8 * 8).min(MAX_TILE / 4);
+        // Packed tiles: within 32 KiB (the first-level cache) if that leaves
+        // 16 lanes or more, else 16 lanes from the whole buffer.
+        let in_l1 = (32 * 1024 / core::mem::size_of::<T>()).min(TILE_SCRATCH) / d / 8 * 8;
+        let packed = if in_l1 >= 16 { in_l1.min(MAX_TILE) } else { (TILE_SCRATCH / d / 8 * 8).min(16) };
         if self.layout == Layout::Tree || packed < 8 {
             // The tree kernel builds each register block's coefficients once
             // and sweeps every lane with them, a few passes in all: one tile.

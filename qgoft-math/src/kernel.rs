@@ -768,6 +768,41 @@ mod tests {
         }
     }
 
+    /// The backward is compiled for each kernel's instruction set without
+    /// fusing products: bitwise the portable result.
+    #[test]
+    fn backward_is_bitwise_the_same_on_every_kernel() {
+        use crate::grad::{vjp_rows, workspace_len, Saved};
+        for (layout, d, n, quasi) in
+            [(Layout::Tree, 37, 70, false), (Layout::Chain, 20, 33, true), (Layout::Full, 9, 17, true)]
+        {
+            let mut seed = d as u64;
+            let bl = blocks::<f64>(layout.num_rotations(d), quasi, &mut seed);
+            let x: Vec<f64> = (0..n * d).map(|_| rng(&mut seed)).collect();
+            let g0: Vec<f64> = (0..n * d).map(|_| rng(&mut seed)).collect();
+            let mut results = Vec::new();
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let rot =
+                    if quasi { Rotation::quasi(layout, d, &bl, None) } else { Rotation::strict(layout, d, &bl, None) }
+                        .expect("rotation")
+                        .with_kernel(k)
+                        .expect("available");
+                let saved = Saved::Input(&x[..]);
+                let mut g = g0.clone();
+                let mut db = alloc::vec![Block::default(); bl.len()];
+                let mut work = alloc::vec![0.0; workspace_len(&rot, saved)];
+                vjp_rows(&rot, Op::Transpose, saved, &mut g, &mut db, None, &mut work).expect("vjp");
+                let flat: Vec<u64> = g
+                    .iter()
+                    .chain(db.iter().flat_map(|b| b.to_array().to_vec().into_iter()).collect::<Vec<_>>().iter())
+                    .map(|v| v.to_bits())
+                    .collect();
+                results.push(flat);
+            }
+            assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?}");
+        }
+    }
+
     #[test]
     fn unavailable_kernel_is_an_error() {
         let bl = [Block::<f64>::identity(); 3];

@@ -99,6 +99,29 @@ pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
     crate::kernel::all_finite(xs)
 }
 
+/// Runs `f` (a safe, generic computation whose body is inlined) compiled
+/// for the kernel `k`'s instruction set when it is available, as is
+/// otherwise. Arithmetic written as separate products and sums is not
+/// contracted into FMAs, so the result is bitwise that of the portable
+/// build; only the vector width changes.
+#[inline]
+pub(crate) fn with<R>(k: Kernel, f: impl FnOnce() -> R) -> R {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    match k {
+        Kernel::Avx2 if available(Kernel::Avx2) => {
+            // SAFETY: AVX2 and FMA were detected on this processor just above.
+            return unsafe { x86::with_avx2(f) };
+        }
+        Kernel::Avx512 if available(Kernel::Avx512) => {
+            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+            return unsafe { x86::with_avx512(f) };
+        }
+        _ => {}
+    }
+    let _ = k;
+    f()
+}
+
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod x86 {
     use crate::apply::Op;
@@ -176,6 +199,20 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn all_finite_avx2<T: Real>(xs: &[T]) -> bool {
         crate::kernel::all_finite(xs)
+    }
+
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// # Safety
+    /// The processor must support AVX-512 F and VL, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
     }
 
     /// 8 x 8 transposes with AVX shuffles. Only instantiated inside the
