@@ -24,7 +24,9 @@
 //! (one contiguous run of lanes per coordinate), with all stages applied to a
 //! tile while it is in cache; the inner loops run across the tile's lanes, so
 //! the compiler vectorises them. Row batches are transposed tile by tile
-//! through a stack buffer of [`TILE_SCRATCH`] scalars; no heap allocation
+//! through a stack buffer of [`TILE_SCRATCH`] scalars (with `std`, rows
+//! longer than `TILE_SCRATCH / 8` and up to 4096 go 8 at a time through a
+//! buffer of 32768 scalars); no heap allocation
 //! happens anywhere in this module.
 //!
 //! Inputs are checked for NaN and infinity before anything is written: such a
@@ -291,7 +293,13 @@ impl<'a, T: Real> Rotation<'a, T> {
         self.check_invertible(op)?;
         // Whole 8 x 8 blocks for the transposes where the buffer allows.
         let fit = (TILE_SCRATCH / d).min(MAX_TILE);
-        let tile = if fit >= 8 { fit / 8 * 8 } else { fit };
+        let tile = if fit >= 8 {
+            fit / 8 * 8
+        } else if cfg!(feature = "std") && 8 * d <= crate::kernel::ROWS_BIG {
+            8
+        } else {
+            fit
+        };
         if tile < 2 {
             let mut finite = true;
             for row in x.chunks_exact_mut(d) {

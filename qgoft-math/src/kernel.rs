@@ -490,10 +490,30 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     x: &mut [T],
     tile: usize,
 ) -> bool {
+    if tile * rot.dim() > TILE_SCRATCH {
+        rows_in::<M, X, T, WT, WC, ROWS_BIG>(rot, op, x, tile)
+    } else {
+        rows_in::<M, X, T, WT, WC, TILE_SCRATCH>(rot, op, x, tile)
+    }
+}
+
+/// Scalars of the stack buffer for rows too long for 8 of them to fit in
+/// [`TILE_SCRATCH`] (with `std` only: 128 KiB of `f32`, 256 KiB of `f64`),
+/// so that rows up to `d = 4096` still go 8 at a time through the SIMD
+/// transposes and register chunks.
+pub(crate) const ROWS_BIG: usize = 8 * 4096;
+
+#[inline(always)]
+fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, const S: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    x: &mut [T],
+    tile: usize,
+) -> bool {
     let d = rot.dim();
     let n = x.len() / d;
     let mut finite = true;
-    let mut scratch = [T::zero(); TILE_SCRATCH];
+    let mut scratch = [T::zero(); S];
     let mut r0 = 0;
     while r0 < n {
         let tw = tile.min(n - r0);
@@ -754,7 +774,7 @@ mod tests {
     /// rarely reach.
     #[test]
     fn kernels_agree_on_fused_sizes() {
-        for (d, n) in [(64, 64), (256, 40), (200, 33), (129, 17), (512, 16)] {
+        for (d, n) in [(64, 64), (256, 40), (200, 33), (129, 17), (512, 16), (3000, 9)] {
             for layout in [Layout::Tree, Layout::Chain] {
                 for quasi in [false, true] {
                     assert!(worst::<f32>(layout, d, n, quasi, true, d as u64) <= 4.0, "{layout:?} d={d} n={n}");
