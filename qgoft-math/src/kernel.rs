@@ -259,8 +259,10 @@ fn stage_lanes<M: Arith, T: Real>(
         let i = stage.first + t * stage.stride;
         let j = i + stage.gap;
         let b = rot.effective(op, blocks[stage.offset + t]);
-        let (lo, hi) = data.split_at_mut(j * ld);
-        lanes::<M, T>(b, &mut lo[i * ld + base..i * ld + base + tw], &mut hi[base..base + tw]);
+        // Split where coordinate j's lanes start: the base can exceed `ld`
+        // (one vector of a strided batch), `tw <= ld` keeps i's run before.
+        let (lo, hi) = data.split_at_mut(j * ld + base);
+        lanes::<M, T>(b, &mut lo[i * ld + base..i * ld + base + tw], &mut hi[..tw]);
     }
 }
 
@@ -354,8 +356,8 @@ fn tree_group<M: Arith, T: Real, const W: usize, const N: usize>(
             while i + g < m {
                 let b = rot.effective(op, blocks[offs[kk] + (i >> (kk + 1))]);
                 let (p, q) = (i * h, (i + g) * h);
-                let (lo, hi) = data.split_at_mut(q * ld);
-                lanes::<M, T>(b, &mut lo[p * ld + base..p * ld + base + tw], &mut hi[base..base + tw]);
+                let (lo, hi) = data.split_at_mut(q * ld + base);
+                lanes::<M, T>(b, &mut lo[p * ld + base..p * ld + base + tw], &mut hi[..tw]);
                 i += 2 * g;
             }
         }
@@ -735,6 +737,22 @@ mod tests {
                     }
                 }
                 r.apply_strided(op, &mut strided, n, 1, n).expect("strided");
+                // Vectors apart (element stride 1, vector stride d + 3): one
+                // vector at a time, its base beyond the element stride.
+                let mut apart = alloc::vec![T::zero(); n * (d + 3)];
+                for l in 0..n {
+                    apart[l * (d + 3)..l * (d + 3) + d].copy_from_slice(&x[l * d..l * d + d]);
+                }
+                r.apply_strided(op, &mut apart, n, d + 3, 1).expect("strided apart");
+                for l in 0..n {
+                    for i in 0..d {
+                        let w = want[l * d + i];
+                        if k == Kernel::Portable {
+                            assert_eq!(apart[l * (d + 3) + i], w, "{layout:?} {op:?} apart");
+                        }
+                        worst = worst.max(Real::to_f64((apart[l * (d + 3) + i] - w).abs()) / unit);
+                    }
+                }
                 for l in 0..n {
                     for i in 0..d {
                         let w = want[l * d + i];
