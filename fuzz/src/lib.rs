@@ -147,3 +147,128 @@ pub fn apply(data: &[u8]) {
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
+
+/// The safetensors loader on arbitrary bytes: an error or tensors whose
+/// shapes account for their data, all finite.
+pub fn safetensors(data: &[u8]) {
+    if let Ok(tensors) = qgoft_nn::io::deserialize_tensors(data, std::path::Path::new("fuzz.safetensors")) {
+        for (name, t) in &tensors {
+            assert_eq!(t.shape().iter().product::<usize>(), t.len(), "{name}: shape does not match its data");
+            assert!(t.data().iter().all(|v| v.is_finite()), "{name}: non-finite value accepted");
+        }
+    }
+}
+
+/// The CSV loader on arbitrary text: an error or a data set whose labels are
+/// in range and whose features are finite.
+pub fn csv(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let column = data.first().map_or(0, |b| (*b % 4) as usize);
+    if let Ok(ds) = qgoft_nn::data::parse_csv(text, "fuzz.csv", column, None) {
+        assert!(ds.labels().iter().all(|&l| l < ds.num_classes()), "label out of range accepted");
+        assert!(ds.features().data().iter().all(|v| v.is_finite()), "non-finite feature accepted");
+        assert_eq!(ds.features().len(), ds.len() * ds.num_features());
+    }
+}
+
+/// The MNIST IDX loaders on arbitrary bytes: an error or arrays whose sizes
+/// match their headers.
+pub fn idx(data: &[u8]) {
+    if let Ok(images) = qgoft_nn::data::parse_idx_images(data, "fuzz-images.idx") {
+        assert_eq!(images.pixels.len(), images.count * images.rows * images.cols, "image sizes disagree");
+    }
+    if let Ok(labels) = qgoft_nn::data::parse_idx_labels(data, "fuzz-labels.idx") {
+        assert_eq!(labels.len() + 8, data.len(), "label count disagrees with the file");
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct DecomposeWorkload {
+    d: u8,
+    allow_reflection: bool,
+    /// Entries of the matrix, or, with `rotate`, angles that build one.
+    values: Vec<f64>,
+    rotate: bool,
+    perturb: f64,
+}
+
+/// Decomposition of arbitrary matrices, and of rotations built from arbitrary
+/// angles and then perturbed: an error, or angles that rebuild the matrix to
+/// `4 u d` in Frobenius norm.
+pub fn decompose(data: &[u8]) {
+    use qgoft_math::decompose::{decompose_with, rebuild, DecomposeOptions};
+    let Ok(w) = DecomposeWorkload::arbitrary(&mut Unstructured::new(data)) else { return };
+    let d = (w.d as usize % 24) + 1;
+    let mut vals = w.values.iter().copied().cycle();
+    let mut next = || if w.values.is_empty() { 0.25 } else { vals.next().unwrap_or(0.0) };
+    let q: Vec<f64> = if w.rotate {
+        let k = Layout::Full.num_rotations(d);
+        let angles: Vec<f64> = (0..k).map(|_| next()).collect();
+        let Ok(mut q) = rebuild(Layout::Full, &angles, d) else { return };
+        if w.perturb.is_finite() {
+            q[0] += w.perturb * 1e-12;
+        }
+        q
+    } else {
+        (0..d * d).map(|_| next()).collect()
+    };
+    let opts = DecomposeOptions { allow_reflection: w.allow_reflection, ..Default::default() };
+    for layout in [Layout::Full, Layout::FullParallel] {
+        match decompose_with(layout, &q, d, &opts) {
+            Ok(dec) => {
+                assert!(dec.angles.iter().all(|a| a.is_finite()), "non-finite angle");
+                let mut back = rebuild(layout, &dec.angles, d).expect("rebuild of decomposed angles");
+                if dec.reflected {
+                    back[(d - 1) * d..].iter_mut().for_each(|v| *v = -*v);
+                }
+                let err: f64 = back.iter().zip(&q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+                let tol = 4.0 * f64::EPSILON / 2.0 * d as f64 + dec.orthogonality_error * 2.0;
+                assert!(err <= tol, "round trip error {err:e} > {tol:e} at d = {d}");
+            }
+            Err(Error::NotOrthogonal { .. } | Error::NonFinite { .. } | Error::NotSpecialOrthogonal { .. }) => {}
+            Err(e) => panic!("unexpected decompose error {e}"),
+        }
+    }
+}
+
+/// The adapter loaders on arbitrary bytes: the first two bytes give the
+/// length of an `adapter_config.json`, the rest is `adapter_model.safetensors`.
+/// Configurations that parse survive a write-and-read round trip; a loaded
+/// adapter gives a finite output on a finite input; a failed load leaves the
+/// model without adapters.
+pub fn adapter(data: &[u8]) {
+    use qgoft_nn::layers::{GivensLinear, Linear, Module};
+    use qgoft_nn::peft::{self, AdapterConfig};
+    if data.len() < 2 {
+        return;
+    }
+    let n = (u16::from_le_bytes([data[0], data[1]]) as usize).min(data.len() - 2);
+    let (config, weights) = data[2..].split_at(n);
+    let Ok(text) = std::str::from_utf8(config) else { return };
+    let cpath = std::path::Path::new("adapter_config.json");
+    if let Ok(c) = AdapterConfig::from_json(text, cpath) {
+        let again = AdapterConfig::from_json(&c.to_json(), cpath).expect("a written configuration reads back");
+        assert_eq!(again, c, "configuration changed in a round trip");
+    }
+    let dir = std::env::temp_dir().join(format!("qgoft-fuzz-adapter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    std::fs::write(dir.join(peft::CONFIG_FILE), config).expect("write config");
+    std::fs::write(dir.join(peft::WEIGHTS_FILE), weights).expect("write weights");
+    let mut rng = qgoft_nn::Rng::new(0);
+    let mut layers: Vec<GivensLinear> = [("fc", 4, 3), ("enc.0", 8, 4)]
+        .iter()
+        .map(|&(n, i, o)| GivensLinear::new(Linear::new(n, i, o, true, &mut rng)))
+        .collect();
+    match peft::load_adapter(&dir, &mut layers, "fuzz", None) {
+        Ok(_) => {
+            for (l, d) in layers.iter().zip([4usize, 8]) {
+                let mut g = qgoft_nn::Graph::new();
+                let x = g.constant(qgoft_nn::Tensor::from_fn(&[2, d], |i| i as f32 * 0.25 - 1.0));
+                if let Ok(y) = l.forward(&mut g, x) {
+                    assert!(g.value(y).data().iter().all(|v| v.is_finite()), "non-finite output from a loaded adapter");
+                }
+            }
+        }
+        Err(_) => assert!(layers.iter().all(|l| l.adapter_names().is_empty()), "a failed load left an adapter behind"),
+    }
+}

@@ -27,3 +27,28 @@ fn givens_corpus() {
 fn apply_corpus() {
     replay("apply", qgoft_fuzz::apply);
 }
+
+#[test]
+fn safetensors_corpus() {
+    replay("safetensors", qgoft_fuzz::safetensors);
+}
+
+#[test]
+fn csv_corpus() {
+    replay("csv", qgoft_fuzz::csv);
+}
+
+#[test]
+fn idx_corpus() {
+    replay("idx", qgoft_fuzz::idx);
+}
+
+#[test]
+fn decompose_corpus() {
+    replay("decompose", qgoft_fuzz::decompose);
+}
+
+#[test]
+fn adapter_corpus() {
+    replay("adapter", qgoft_fuzz::adapter);
+}

@@ -68,6 +68,16 @@ pub enum Error {
         /// Norm of the second vector.
         right: f64,
     },
+    /// A layout's rotations cannot carry one vector onto another.
+    Unreachable {
+        /// The coordinate that cannot receive its target value.
+        index: usize,
+        /// The largest magnitude a rotation can leave there (for `d = 1`,
+        /// the value that stays there).
+        available: f64,
+        /// The value it needs.
+        required: f64,
+    },
     /// A result overflowed the floating-point range.
     Overflow {
         /// Which quantity overflowed.
@@ -109,6 +119,10 @@ impl fmt::Display for Error {
             Error::NormMismatch { left, right } => {
                 write!(f, "vectors must have equal norms, found {left:e} and {right:e}")
             }
+            Error::Unreachable { index, available, required } => write!(
+                f,
+                "target unreachable for this layout: coordinate {index} needs {required:e} but at most {available:e} can reach it"
+            ),
             Error::Overflow { what } => write!(f, "{what} overflows the floating-point range"),
             Error::InvalidArgument { what, value } => write!(f, "invalid {what}: {value}"),
         }

@@ -17,8 +17,11 @@
 //! | [`Layout::Full`] | `d (d - 1) / 2` | `d (d - 1) / 2` | all of SO(d) |
 //! | [`Layout::FullParallel`] | `d (d - 1) / 2` | `2 d - 3` | all of SO(d) |
 //!
-//! The chain and the tree map any vector to any other vector of the same norm
-//! (the paper's Theorem 4.1) but do not reach every rotation.
+//! The chain and the tree do not reach every rotation. With `d - 1` rotations
+//! whose planes are chosen for the pair, any vector can be moved onto any other
+//! of the same norm (the paper's Theorem 4.1); with the planes fixed by the
+//! chain or the tree this works for many pairs but not all (see
+//! [`crate::decompose::align`]).
 
 use core::ops::Range;
 

@@ -23,15 +23,22 @@
 //!   AVX-512), chosen at run time.
 //! * [`grad`] — vector-Jacobian products of the batch application and the
 //!   merge w.r.t. inputs and every parametrization; the penalty's gradient.
+//! * [`decompose`] — a matrix of SO(d) into the full layout's angles and
+//!   back, `R x = y` for the chain and the tree, the dimension a layout
+//!   reaches.
 //! * [`metrics`] — orthogonality error, the qGOFT penalty, determinant sign,
 //!   cosine-similarity change.
 //! * [`error`] — the one error type.
 //!
 //! ## Expressiveness, honestly
-//! The chain and the tree hold `d - 1` rotations. They can map any vector to
-//! any other vector of the same norm, but the rotations they reach form a
-//! `(d - 1)`-dimensional family inside the `d (d - 1) / 2`-dimensional SO(d).
-//! Only the full layout reaches every rotation.
+//! The chain and the tree hold `d - 1` rotations. The rotations they reach
+//! form a `(d - 1)`-dimensional family inside the `d (d - 1) / 2`-dimensional
+//! SO(d) ([`decompose::reachable_dimension`]); only the full layout reaches
+//! every rotation. `d - 1` rotations on planes chosen for the pair move any
+//! vector onto any other of the same norm (the paper's Theorem 4.1); with the
+//! planes fixed by the chain or the tree that holds for many pairs but not
+//! all: the tree in `d = 4` never moves `e_0` onto `e_3`
+//! ([`decompose::align`] says when it does).
 //!
 //! ## Features
 //! * `std` (default): math from the standard library.
@@ -64,6 +71,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod apply;
+pub mod decompose;
 pub mod error;
 pub mod givens;
 pub mod grad;

@@ -1,0 +1,125 @@
+//! The cost of the Givens adapter on top of its frozen linear layer, as
+//! ratios measured in one run with the same GEMM:
+//!
+//! * plain layer, forward + backward with `W` frozen: `Y = X W^T + b`, then
+//!   `dX = dY W` (no `dW`);
+//! * adapted layer (GOFT on the tree layout, `theta = pi tanh(p)`): the same
+//!   two GEMMs plus `Z = X R` (`Rotation::apply_rows(Op::Transpose)`) and its
+//!   VJP (`grad::vjp_rows` from the saved output, then `angle_param_grads`).
+//!
+//! Both are timed through the tape (`Graph`), as training runs them, and as
+//! bare kernels (GEMMs and rotation calls alone, no tape). Targets for the
+//! tape ratio: <= 1.03 at (n, d, m) = (1024, 768, 768), <= 1.02 at
+//! (256, 4096, 4096), <= 1.20 at (4096, 128, 128).
+//!
+//! `cargo bench -p qgoft-nn --bench adapter` (add `-- --quick` for fewer
+//! repetitions, `-- --threads N` to set the GEMM and rotation threads).
+//! The bare-kernel columns run the rotation on one thread; the layer splits
+//! its rows over the GEMM threads.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use qgoft_math::grad::{Saved, Workspace, angle_param_grads};
+use qgoft_math::{Block, Op};
+use qgoft_nn::layers::givens::ANGLE_MAP;
+use qgoft_nn::layers::{GivensConfig, GivensLinear, Linear, Module};
+use qgoft_nn::linalg::{Trans, gemm, num_threads, set_num_threads};
+use qgoft_nn::{Graph, Rng, Tensor};
+
+/// Best of `reps` timings of `a` and of `b`, interleaved so drift hits both
+/// alike (the minimum is the least disturbed by other load on the machine).
+fn paired(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    a();
+    b();
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let t = Instant::now();
+        a();
+        ta.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        b();
+        tb.push(t.elapsed().as_secs_f64());
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    (best(&ta), best(&tb))
+}
+
+fn layer_step(layer: &dyn Module, x: &Tensor, gy: &Tensor) {
+    let mut g = Graph::new();
+    let xv = g.leaf(x.clone());
+    let y = layer.forward(&mut g, xv).expect("forward");
+    black_box(g.backward_from(y, gy.clone()).expect("backward"));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Some(t) = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)) {
+        set_num_threads(t.parse().expect("--threads takes a number"));
+    }
+    let mut rng = Rng::new(0);
+    println!(
+        "Givens adapter (GOFT, tree) over the frozen linear layer, forward + backward, best times, {} threads",
+        num_threads()
+    );
+    println!(
+        "{:>18} {:>11} {:>11} {:>8} {:>8} {:>11} {:>11} {:>8} {:>10}",
+        "n, d, m", "plain (ms)", "adapted", "ratio", "target", "bare plain", "bare adapt", "ratio", "rot. share"
+    );
+    for &(n, d, m, target) in &[(1024usize, 768usize, 768usize, 1.03), (256, 4096, 4096, 1.02), (4096, 128, 128, 1.20)]
+    {
+        let reps = if quick { 5 } else { 21 };
+        let base = Linear::new("fc", d, m, true, &mut rng);
+        base.freeze();
+        let adapted = GivensLinear::with_default(base.clone(), GivensConfig::default()).expect("adapter");
+        let p = adapted.active().expect("active").params().clone();
+        p.set(Tensor::from_fn(&[d - 1], |_| rng.uniform(-1.0, 1.0))).expect("angles");
+        let x = Tensor::from_fn(&[n, d], |_| rng.uniform(-1.0, 1.0));
+        let gy = Tensor::from_fn(&[n, m], |_| rng.uniform(-1.0, 1.0));
+        let (plain, ad) = paired(reps, || layer_step(&base, &x, &gy), || layer_step(&adapted, &x, &gy));
+
+        // The same work as bare kernels, no tape.
+        let w = base.weight().value();
+        let rot = adapted.active().expect("active").rotation().expect("rotation");
+        let rot = rot.as_rotation();
+        let (mut y, mut dx, mut z) = (vec![0f32; n * m], vec![0f32; n * d], vec![0f32; n * d]);
+        let (mut y2, mut dx2) = (vec![0f32; n * m], vec![0f32; n * d]);
+        let mut ws = Workspace::new();
+        let mut db = vec![Block::default(); d - 1];
+        let mut dp = vec![0f32; d - 1];
+        let (k_plain, k_ad) = paired(
+            reps,
+            || {
+                gemm(n, d, m, x.data(), Trans::N, w.data(), Trans::T, &mut y, false);
+                gemm(n, m, d, gy.data(), Trans::N, w.data(), Trans::N, &mut dx, false);
+                black_box((&y, &dx));
+            },
+            || {
+                z.copy_from_slice(x.data());
+                rot.apply_rows(Op::Transpose, &mut z).expect("apply");
+                gemm(n, d, m, &z, Trans::N, w.data(), Trans::T, &mut y2, false);
+                gemm(n, m, d, gy.data(), Trans::N, w.data(), Trans::N, &mut dx2, false);
+                db.iter_mut().for_each(|b| *b = Block::default());
+                ws.vjp_rows(&rot, Op::Transpose, Saved::Output(&z), &mut dx2, &mut db, None).expect("vjp");
+                dp.iter_mut().for_each(|v| *v = 0.0);
+                angle_param_grads(ANGLE_MAP, p.value().data(), &db, &mut dp).expect("chain rule");
+                black_box((&y2, &dx2, &dp));
+            },
+        );
+        let ratio = ad / plain;
+        println!(
+            "{:>18} {:>11.3} {:>11.3} {:>8.3} {:>8} {:>11.3} {:>11.3} {:>8.3} {:>9.1}%{}",
+            format!("{n}, {d}, {m}"),
+            plain * 1e3,
+            ad * 1e3,
+            ratio,
+            format!("<= {target:.2}"),
+            k_plain * 1e3,
+            k_ad * 1e3,
+            k_ad / k_plain,
+            100.0 * (k_ad - k_plain) / k_ad,
+            if ratio <= target { "" } else { "  (above target)" }
+        );
+    }
+}
