@@ -24,7 +24,9 @@
 //! (one contiguous run of lanes per coordinate), with all stages applied to a
 //! tile while it is in cache; the inner loops run across the tile's lanes, so
 //! the compiler vectorises them. Row batches are transposed tile by tile
-//! through a stack buffer of [`TILE_SCRATCH`] scalars; no heap allocation
+//! through a stack buffer of [`TILE_SCRATCH`] scalars (with `std`, rows
+//! longer than `TILE_SCRATCH / 8` and up to 4096 go 8 at a time through a
+//! buffer of 32768 scalars); no heap allocation
 //! happens anywhere in this module.
 //!
 //! Inputs are checked for NaN and infinity before anything is written: such a
@@ -33,13 +35,22 @@
 //! infinities.
 
 use crate::error::{check_finite, check_len, Error, Result};
-use crate::{Block, Layout, Real, Stage};
+use crate::kernel::Kernel;
+use crate::{Block, Layout, Real};
 
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
 /// Number of scalars in the stack buffer that row batches are transposed
-/// through (16 KiB of `f32`, 32 KiB of `f64`).
+/// through: with `std`, 64 KiB of `f32` (128 KiB of `f64`), enough for 16
+/// rows of `d = 1024` so that the SIMD kernels get whole register chunks;
+/// without `std` (small stacks), 16 KiB of `f32` (32 KiB of `f64`).
+#[cfg(feature = "std")]
+pub const TILE_SCRATCH: usize = 16384;
+/// Number of scalars in the stack buffer that row batches are transposed
+/// through: with `std`, 64 KiB of `f32` (128 KiB of `f64`); without `std`
+/// (small stacks), 16 KiB of `f32` (32 KiB of `f64`).
+#[cfg(not(feature = "std"))]
 pub const TILE_SCRATCH: usize = 4096;
 
 /// Widest tile of vectors processed at once.
@@ -61,7 +72,7 @@ pub enum Op {
 impl Op {
     /// Whether the stages run first to last (`P_1` first).
     #[inline]
-    fn ascending(self) -> bool {
+    pub(crate) fn ascending(self) -> bool {
         matches!(self, Op::Forward | Op::InverseTranspose)
     }
 
@@ -100,6 +111,7 @@ pub struct Rotation<'a, T> {
     blocks: &'a [Block<T>],
     scale: Option<&'a [T]>,
     strict: bool,
+    kernel: Kernel,
 }
 
 /// Largest deviation of a block from a rotation that [`Rotation::strict`]
@@ -159,7 +171,44 @@ impl<'a, T: Real> Rotation<'a, T> {
             check_len("scaling", d, s.len())?;
             check_finite("scaling", s)?;
         }
-        Ok(Self { layout, d, blocks, scale, strict })
+        Ok(Self { layout, d, blocks, scale, strict, kernel: Kernel::best() })
+    }
+
+    /// The same rotation applied with the batch kernel `kernel` (by default
+    /// [`Kernel::best`]); results of different kernels agree to a few units
+    /// of roundoff per rotation (see [`crate::kernel`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if this processor cannot run `kernel`
+    /// (the value is the kernel's index in [`Kernel::ALL`]).
+    ///
+    /// ```
+    /// use qgoft_math::kernel::Kernel;
+    /// use qgoft_math::{AngleMap, Layout, Op, RotationBuf};
+    /// let r = RotationBuf::from_angles(Layout::Chain, 3, AngleMap::Raw, &[0.5f64, -0.25], None)?;
+    /// let (mut x, mut y) = ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]);
+    /// r.as_rotation().with_kernel(Kernel::Portable)?.apply_rows(Op::Forward, &mut x)?;
+    /// r.as_rotation().with_kernel(Kernel::best())?.apply_rows(Op::Forward, &mut y)?;
+    /// for (a, b) in x.iter().zip(&y) {
+    ///     assert!((a - b).abs() < 1e-15);
+    /// }
+    /// # Ok::<(), qgoft_math::Error>(())
+    /// ```
+    pub fn with_kernel(self, kernel: Kernel) -> Result<Self> {
+        if !kernel.is_available() {
+            let index = Kernel::ALL.iter().position(|k| *k == kernel).unwrap_or(0);
+            return Err(Error::InvalidArgument {
+                what: "kernel (not supported by this processor)",
+                value: index as f64,
+            });
+        }
+        Ok(Self { kernel, ..self })
+    }
+
+    /// The batch kernel used.
+    #[inline]
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// The dimension `d`.
@@ -240,40 +289,26 @@ impl<'a, T: Real> Rotation<'a, T> {
                 found: x.len(),
             });
         }
-        check_finite("input batch", x)?;
+        self.check_input(x)?;
         self.check_invertible(op)?;
-        let n = x.len() / d;
-        let tile = (TILE_SCRATCH / d).min(MAX_TILE);
+        // Whole 8 x 8 blocks for the transposes where the buffer allows.
+        let fit = (TILE_SCRATCH / d).min(MAX_TILE);
+        let tile = if fit >= 8 {
+            fit / 8 * 8
+        } else if cfg!(feature = "std") && 8 * d <= crate::kernel::ROWS_BIG {
+            8
+        } else {
+            fit
+        };
         if tile < 2 {
             let mut finite = true;
             for row in x.chunks_exact_mut(d) {
                 self.run_soa(op, row, 1, 0, 1);
-                finite &= all_finite(row);
+                finite &= crate::simd::all_finite(self.kernel, row);
             }
             return overflow_unless(finite);
         }
-        let mut finite = true;
-        let mut scratch = [T::zero(); TILE_SCRATCH];
-        let mut r0 = 0;
-        while r0 < n {
-            let tw = tile.min(n - r0);
-            let rows = &mut x[r0 * d..(r0 + tw) * d];
-            let buf = &mut scratch[..d * tw];
-            for (l, row) in rows.chunks_exact(d).enumerate() {
-                for (i, &v) in row.iter().enumerate() {
-                    buf[i * tw + l] = v;
-                }
-            }
-            self.run_soa(op, buf, tw, 0, tw);
-            finite &= all_finite(buf);
-            for (l, row) in rows.chunks_exact_mut(d).enumerate() {
-                for (i, v) in row.iter_mut().enumerate() {
-                    *v = buf[i * tw + l];
-                }
-            }
-            r0 += tw;
-        }
-        overflow_unless(finite)
+        overflow_unless(crate::simd::rows(self.kernel, self, op, x, tile))
     }
 
     /// Applies `op` to each column of the row-major `d x n` matrix `x`.
@@ -283,16 +318,47 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// [`Rotation::apply_rows`].
     pub fn apply_cols(&self, op: Op, x: &mut [T], n: usize) -> Result<()> {
         check_len("column batch (d * n)", self.d * n, x.len())?;
-        check_finite("input batch", x)?;
+        self.check_input(x)?;
         self.check_invertible(op)?;
-        let tile = (TILE_SCRATCH * 4 / self.d).clamp(8, 4 * MAX_TILE);
-        let mut c0 = 0;
-        while c0 < n {
-            let tw = tile.min(n - c0);
-            self.run_soa(op, x, n, c0, tw);
-            c0 += tw;
+        let d = self.d;
+        // Packed tiles: within 32 KiB (the first-level cache) if that leaves
+        // 16 lanes or more, else 16 lanes from the whole buffer.
+        let in_l1 = (32 * 1024 / core::mem::size_of::<T>()).min(TILE_SCRATCH) / d / 8 * 8;
+        let packed = if in_l1 >= 16 { in_l1.min(MAX_TILE) } else { (TILE_SCRATCH / d / 8 * 8).min(16) };
+        if self.layout == Layout::Tree || packed < 8 {
+            // The tree kernel builds each register block's coefficients once
+            // and sweeps every lane with them, a few passes in all: one tile.
+            self.run_soa(op, x, n, 0, n);
+        } else if self.layout == Layout::Chain {
+            // One streaming pass per plane over tiles of up to 512 lanes:
+            // the carried coordinate stays in cache from one plane to the
+            // next.
+            let mut c0 = 0;
+            while c0 < n {
+                let tw = (n - c0).min(512);
+                self.run_soa(op, x, n, c0, tw);
+                c0 += tw;
+            }
+        } else {
+            // The other layouts make many passes over a tile: it is packed
+            // into a contiguous stack buffer (rows of a batch whose width is
+            // a power of two would otherwise fall into the same cache sets).
+            let mut scratch = [T::zero(); TILE_SCRATCH];
+            let mut c0 = 0;
+            while c0 < n {
+                let tw = packed.min(n - c0);
+                let buf = &mut scratch[..d * tw];
+                for (i, b) in buf.chunks_exact_mut(tw).enumerate() {
+                    b.copy_from_slice(&x[i * n + c0..i * n + c0 + tw]);
+                }
+                self.run_soa(op, buf, tw, 0, tw);
+                for (i, b) in buf.chunks_exact(tw).enumerate() {
+                    x[i * n + c0..i * n + c0 + tw].copy_from_slice(b);
+                }
+                c0 += tw;
+            }
         }
-        overflow_unless(all_finite(x))
+        overflow_unless(crate::simd::all_finite(self.kernel, x))
     }
 
     /// Applies `op` to `n` vectors where element `i` of vector `k` is
@@ -381,6 +447,16 @@ impl<'a, T: Real> Rotation<'a, T> {
         self.apply_cols(Op::Forward, out, d)
     }
 
+    /// [`Error::NonFinite`] naming the first non-finite entry of `x`.
+    #[inline]
+    fn check_input(&self, x: &[T]) -> Result<()> {
+        if crate::simd::all_finite(self.kernel, x) {
+            Ok(())
+        } else {
+            check_finite("input batch", x)
+        }
+    }
+
     /// Checks, before anything is written, that `op` can be applied.
     fn check_invertible(&self, op: Op) -> Result<()> {
         if !op.inverts() {
@@ -401,7 +477,7 @@ impl<'a, T: Real> Rotation<'a, T> {
 
     /// The block that `op` applies for block `b`.
     #[inline(always)]
-    fn effective(&self, op: Op, b: Block<T>) -> Block<T> {
+    pub(crate) fn effective(&self, op: Op, b: Block<T>) -> Block<T> {
         match (op, self.strict) {
             (Op::Forward, _) | (Op::InverseTranspose, true) => b,
             (Op::Transpose, _) | (Op::Inverse, true) => b.transpose(),
@@ -412,35 +488,13 @@ impl<'a, T: Real> Rotation<'a, T> {
 
     /// Applies `op` to the lanes `base .. base + tw` of the structure-of-arrays
     /// data where coordinate `i` lies at `data[i * ld + base ..][.. tw]`.
-    fn run_soa(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
-        let ascending = op.ascending();
-        if ascending {
-            self.scale_lanes(op, data, ld, base, tw);
-            for stage in self.layout.stages(self.d) {
-                self.stage_soa(op, stage, data, ld, base, tw);
-            }
-        } else {
-            for stage in self.layout.stages(self.d).rev() {
-                self.stage_soa(op, stage, data, ld, base, tw);
-            }
-            self.scale_lanes(op, data, ld, base, tw);
-        }
-    }
-
     #[inline]
-    fn stage_soa(&self, op: Op, stage: Stage, data: &mut [T], ld: usize, base: usize, tw: usize) {
-        for (t, p) in stage.planes().enumerate() {
-            let b = self.effective(op, self.blocks[stage.offset + t]);
-            // Lane runs of one coordinate are at most `ld` long, so the run of
-            // coordinate i ends before the run of coordinate j starts.
-            let (lo, hi) = data.split_at_mut(p.j * ld + base);
-            let x = &mut lo[p.i * ld + base..p.i * ld + base + tw];
-            let y = &mut hi[..tw];
-            rotate_lanes(b, x, y);
-        }
+    fn run_soa(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
+        crate::simd::run(self.kernel, self, op, data, ld, base, tw);
     }
 
-    fn scale_lanes(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
+    #[inline(always)]
+    pub(crate) fn scale_lanes(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
         let Some(s) = self.scale else { return };
         for (i, &si) in s.iter().enumerate() {
             let lanes = &mut data[i * ld + base..i * ld + base + tw];
@@ -451,12 +505,6 @@ impl<'a, T: Real> Rotation<'a, T> {
             }
         }
     }
-}
-
-/// Whether every entry is finite (a test that vectorises).
-#[inline]
-fn all_finite<T: Real>(xs: &[T]) -> bool {
-    xs.iter().fold(T::zero(), |acc, &v| acc + v * T::zero()) == T::zero()
 }
 
 /// `Ok` if `finite`, else the error for an output that overflowed.
@@ -548,6 +596,7 @@ impl<T: Real> RotationBuf<T> {
             blocks: &self.blocks,
             scale: self.scale.as_deref(),
             strict: self.strict,
+            kernel: Kernel::best(),
         }
     }
 

@@ -292,7 +292,11 @@ pub fn vjp_rows<T: Real>(
     if geo.n == 0 {
         return Ok(());
     }
-    let total = backward_rows(rot, op, saved, dy, &mut work[..need], &geo, &mut |_, _, _| {});
+    // The same arithmetic compiled for the rotation's kernel: wider vectors,
+    // bitwise the same results (no products are fused).
+    let work = &mut work[..need];
+    let total =
+        crate::simd::with(rot.kernel(), move || backward_rows(rot, op, saved, dy, work, &geo, &mut |_, _, _| {}));
     let nb = dblocks.len();
     for (db, s) in dblocks.iter_mut().zip(total.chunks_exact(4)) {
         db.a = db.a + s[0];
@@ -502,6 +506,7 @@ type StageHook<'h, T> = dyn FnMut(usize, &[T], usize) + 'h;
 
 /// Runs the backward over all row tiles; returns the total gradient set
 /// (`4` entries per block in `[a, b, c, e]` order, then the scaling).
+#[inline(always)]
 fn backward_rows<'w, T: Real>(
     rot: &Rotation<'_, T>,
     op: Op,
@@ -556,7 +561,7 @@ fn backward_rows<'w, T: Real>(
 }
 
 /// Row-major `w x d` rows to the coordinate-major tile `buf[i * w + l]`.
-#[inline]
+#[inline(always)]
 fn to_soa<T: Real>(rows: &[T], buf: &mut [T], d: usize, w: usize) {
     for (l, row) in rows.chunks_exact(d).enumerate() {
         for (i, &v) in row.iter().enumerate() {
@@ -565,7 +570,7 @@ fn to_soa<T: Real>(rows: &[T], buf: &mut [T], d: usize, w: usize) {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn from_soa<T: Real>(buf: &[T], rows: &mut [T], d: usize, w: usize) {
     for (l, row) in rows.chunks_exact_mut(d).enumerate() {
         for (i, v) in row.iter_mut().enumerate() {
@@ -605,6 +610,7 @@ fn pair<T>(buf: &mut [T], i: usize, j: usize, w: usize) -> (&mut [T], &mut [T]) 
 /// Strict backward of one tile from the stage outputs `z` (overwritten by
 /// the recovered inputs) and the upstream gradient `g` (overwritten by the
 /// input gradient).
+#[inline(always)]
 fn tile_recover<T: Real>(
     rot: &Rotation<'_, T>,
     op: Op,
@@ -645,6 +651,7 @@ fn tile_recover<T: Real>(
 /// Backward of one tile from the forward's input: recomputes the forward on
 /// `z` keeping every block's two inputs in `save`, then walks back.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn tile_recompute<T: Real>(
     rot: &Rotation<'_, T>,
     op: Op,
@@ -706,6 +713,7 @@ fn tile_recompute<T: Real>(
 
 /// The scaling step backward: optionally recovers `z_i = z'_i / s_i`, then
 /// `out[i] = sum_l g_il z_il` and `g_i <- s_i g_i`.
+#[inline(always)]
 fn scale_back<T: Real>(rot: &Rotation<'_, T>, z: &mut [T], g: &mut [T], w: usize, out: &mut [T], recover: bool) {
     let Some(s) = rot.scale() else { return };
     for (i, &si) in s.iter().enumerate() {

@@ -19,6 +19,8 @@
 //! * [`param`] — raw angles, `theta = pi * tanh(p)`, quasi-Givens blocks.
 //! * [`apply`] — `R x`, `R^T x`, `R^-1 x` on vectors and batches, the merge
 //!   `W R^T` in `O(d m)`, dense `R` on request.
+//! * [`kernel`] — the batch kernels' instruction sets (portable, AVX2,
+//!   AVX-512), chosen at run time.
 //! * [`grad`] — vector-Jacobian products of the batch application and the
 //!   merge w.r.t. inputs and every parametrization; the penalty's gradient.
 //! * [`decompose`] — a matrix of SO(d) into the full layout's angles and
@@ -58,7 +60,7 @@
 //! ```
 #![no_std]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[cfg(not(any(feature = "std", feature = "libm")))]
 compile_error!("qgoft-math needs a math backend: enable the `std` (default) or the `libm` feature");
@@ -73,10 +75,12 @@ pub mod decompose;
 pub mod error;
 pub mod givens;
 pub mod grad;
+pub mod kernel;
 pub mod layout;
 pub mod metrics;
 pub mod param;
 pub mod scalar;
+mod simd;
 
 #[cfg(feature = "nalgebra")]
 pub mod interop;

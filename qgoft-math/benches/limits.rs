@@ -1,0 +1,375 @@
+//! The rotation kernels against the machine's own limits, all measured in
+//! this run:
+//!
+//! * FMA peak: a register-resident loop of independent fused multiply-adds
+//!   (AVX2 and, where present, AVX-512; the faster counts), one core and
+//!   both cores at once;
+//! * read-modify-write bandwidth: an in-place pass over a buffer far larger
+//!   than the last-level cache, one core;
+//! * GEMM (the `gemm` crate the trainer uses): `768^3` on both cores, and
+//!   `4096^3` as the reference for the merge.
+//!
+//! Each kernel's figure is printed as a fraction of these, next to its
+//! target. Times are the best of several repetitions, kernel and reference
+//! measured alternately where they are compared directly.
+//!
+//! `cargo bench -p qgoft-math --bench limits [-- --quick]` (`--quick`: fewer
+//! repetitions and a smaller merge GEMM check, under a minute).
+//!
+//! The decompose / rebuild row (against nalgebra's QR) is measured by
+//! `benches/decompose.rs`.
+
+use qgoft_math::kernel::Kernel;
+use qgoft_math::{AngleMap, Layout, Op, Real, RotationBuf};
+use std::hint::black_box;
+use std::time::Instant;
+
+fn best(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn data<T: Real>(len: usize, seed: u64) -> Vec<T> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            T::from_f64((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+        })
+        .collect()
+}
+
+fn rotation<T: Real>(layout: Layout, d: usize) -> RotationBuf<T> {
+    let params = data::<T>(layout.num_rotations(d), 1);
+    RotationBuf::from_angles(layout, d, AngleMap::PiTanh, &params, None).expect("rotation")
+}
+
+// ---------------------------------------------------------------------------
+// Machine limits.
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+
+    /// 12 independent chains of `iters` FMAs on 256-bit registers; returns
+    /// the final registers' sum so nothing is optimised away.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fma256(iters: usize) -> f32 {
+        let a = _mm256_set1_ps(0.999_999);
+        let b = _mm256_set1_ps(1e-7);
+        let mut r = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..iters {
+            for v in r.iter_mut() {
+                *v = _mm256_fmadd_ps(*v, a, b);
+            }
+        }
+        let mut s = _mm256_setzero_ps();
+        for v in r {
+            s = _mm256_add_ps(s, v);
+        }
+        let mut out = [0.0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), s);
+        out.iter().sum()
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fma512(iters: usize) -> f32 {
+        let a = _mm512_set1_ps(0.999_999);
+        let b = _mm512_set1_ps(1e-7);
+        let mut r = [_mm512_set1_ps(1.0); 16];
+        for _ in 0..iters {
+            for v in r.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, a, b);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for v in r {
+            s = _mm512_add_ps(s, v);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
+    /// f32 flops per second of one core: the best of the 256- and 512-bit
+    /// loops (f64 is half), its name, and both figures.
+    pub fn f32_flops(iters: usize, reps: usize) -> (f64, &'static str, String) {
+        let mut best = (0.0, "none");
+        let mut all = String::new();
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: features detected above.
+            let t = super::best(reps, || {
+                std::hint::black_box(unsafe { fma256(std::hint::black_box(iters)) });
+            });
+            best = ((iters * 12 * 8 * 2) as f64 / t, "AVX2 FMA");
+            all += &format!("AVX2 {:.1}", best.0 * 1e-9);
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: feature detected above.
+            let t = super::best(reps, || {
+                std::hint::black_box(unsafe { fma512(std::hint::black_box(iters)) });
+            });
+            let f = (iters * 16 * 16 * 2) as f64 / t;
+            all += &format!(", AVX-512 {:.1}", f * 1e-9);
+            if f > best.0 {
+                best = (f, "AVX-512 FMA");
+            }
+        }
+        (best.0, best.1, all)
+    }
+}
+
+/// Bytes per second of `x <- 1.0000001 x` in place over `x` (read + write
+/// counted), one core.
+fn rmw_bandwidth(x: &mut [f32], reps: usize) -> (f64, f64) {
+    let t = best(reps, || {
+        for v in black_box(&mut *x).iter_mut() {
+            *v *= 1.000_000_1;
+        }
+    });
+    ((2 * 4 * x.len()) as f64 / t, t)
+}
+
+/// `c <- a b` with the `gemm` crate, all row-major, square `k`.
+fn gemm_f32(a: &[f32], b: &[f32], c: &mut [f32], k: usize, threads: usize) {
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the three buffers hold k x k row-major matrices (checked), and
+    // `c` does not alias `a` or `b`.
+    assert!(a.len() == k * k && b.len() == k * k && c.len() == k * k);
+    let k_ = k as isize;
+    unsafe {
+        gemm::gemm(
+            k,
+            k,
+            k,
+            c.as_mut_ptr(),
+            1,
+            k_,
+            false,
+            a.as_ptr(),
+            1,
+            k_,
+            b.as_ptr(),
+            1,
+            k_,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+struct Line {
+    what: String,
+    kernel: Kernel,
+    figure: String,
+    ratio: f64,
+    target: &'static str,
+    met: bool,
+}
+
+/// Every available kernel, portable (the compiler's own vectorisation of
+/// the baseline target) first.
+fn kernels() -> Vec<Kernel> {
+    Kernel::ALL.into_iter().filter(|k| k.is_available()).collect()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let reps = if quick { 3 } else { 7 };
+    println!("kernels: {:?}; default {:?}; quick: {quick}", kernels(), Kernel::best());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load.trim());
+
+    // Machine limits: the best of many short runs (other work on the
+    // machine only ever makes a run slower).
+    #[cfg(target_arch = "x86_64")]
+    let (peak1, peak_how, peak_all) = peak::f32_flops(1_000_000, 25);
+    #[cfg(not(target_arch = "x86_64"))]
+    let (peak1, peak_how, peak_all) = (f64::NAN, "not measured on this architecture", String::new());
+    let peak2 = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // Each thread reports its own rate; the pair's rate is twice the
+            // slower of the two measured concurrently.
+            let mut both = 0.0f64;
+            for _ in 0..10 {
+                let (a, b) = std::thread::scope(|s| {
+                    let h = s.spawn(|| peak::f32_flops(1_000_000, 1).0);
+                    let a = peak::f32_flops(1_000_000, 1).0;
+                    (a, h.join().expect("thread"))
+                });
+                both = both.max(2.0 * a.min(b));
+            }
+            both
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        f64::NAN
+    };
+    let big = 1usize << 28; // 1 GiB of f32
+    let mut buf = data::<f32>(big, 9);
+    let (bw, t_rmw_pass) = rmw_bandwidth(&mut buf, reps.min(3));
+    // A read-only pass (what checking the input before writing costs).
+    let t_read = best(reps.min(3), || {
+        black_box(black_box(&buf[..]).iter().fold(0u32, |bad, v| bad | u32::from(v.is_nan())));
+    });
+    println!(
+        "FMA peak, one core: {:.1} GFLOP/s f32 ({peak_how}; {peak_all}), {:.1} GFLOP/s f64",
+        peak1 * 1e-9,
+        peak1 * 0.5e-9
+    );
+    println!("FMA peak, both cores at once: {:.1} GFLOP/s f32", peak2 * 1e-9);
+    println!("read-modify-write bandwidth, one core: {:.2} GB/s (in place over 1 GiB)", bw * 1e-9);
+    println!(
+        "read-only pass over 1 GiB: {:.1} ms (RMW pass {:.1} ms); a call that reads its input once before writing \
+         is bounded by {:.2} of the RMW bandwidth",
+        t_read * 1e3,
+        t_rmw_pass * 1e3,
+        t_rmw_pass / (t_rmw_pass + t_read)
+    );
+    println!("merge floor: 2 x 64 MiB at the RMW bandwidth = {:.2} ms", 2.0 * (4096.0 * 4096.0 * 4.0) / bw * 1e3);
+
+    let mut lines = Vec::new();
+
+    // Tree forward f32, data in L1/L2: d = 256, n = 64.
+    for kernel in kernels() {
+        let (d, n) = (256, 64);
+        let r = rotation::<f32>(Layout::Tree, d);
+        let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
+        let flops = 6.0 * (d - 1) as f64 * n as f64;
+        let inner = 200;
+        for (how, cols) in [("rows", false), ("cols", true)] {
+            let mut x = data::<f32>(n * d, 3);
+            let t = best(4 * reps, || {
+                for _ in 0..inner {
+                    if cols {
+                        rot.apply_cols(Op::Transpose, black_box(&mut x), n).expect("apply");
+                    } else {
+                        rot.apply_rows(Op::Transpose, black_box(&mut x)).expect("apply");
+                    }
+                }
+            }) / inner as f64;
+            let rate = flops / t;
+            lines.push(Line {
+                what: format!("tree R^T f32 d=256 n=64 {how} (in cache)"),
+                kernel,
+                figure: format!("{:.1} GFLOP/s", rate * 1e-9),
+                ratio: rate / peak1,
+                target: ">= 0.5 of FMA peak",
+                met: rate / peak1 >= 0.5,
+            });
+        }
+    }
+
+    // Tree forward f32 streaming: n = 2^20, d = 256 (1 GiB), rows; the
+    // reference pass and the kernel alternate. R^T then R keeps the data
+    // bounded; the time is halved.
+    for kernel in kernels() {
+        let d = 256;
+        let r = rotation::<f32>(Layout::Tree, d);
+        let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
+        let (mut t_rmw, mut t_k) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..reps.min(3) {
+            let t = Instant::now();
+            for v in black_box(&mut buf[..]).iter_mut() {
+                *v *= 1.000_000_1;
+            }
+            t_rmw = t_rmw.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            rot.apply_rows(Op::Transpose, black_box(&mut buf[..])).expect("apply");
+            rot.apply_rows(Op::Forward, black_box(&mut buf[..])).expect("apply");
+            t_k = t_k.min(t.elapsed().as_secs_f64());
+        }
+        let t_k = t_k / 2.0;
+        let rate = (2 * 4 * big) as f64 / t_k;
+        lines.push(Line {
+            what: "tree R^T f32 d=256 n=2^20 rows (streaming)".into(),
+            kernel,
+            figure: format!("{:.2} GB/s", rate * 1e-9),
+            ratio: t_rmw / t_k,
+            target: ">= 0.85 of RMW bandwidth",
+            met: t_rmw / t_k >= 0.85,
+        });
+    }
+    drop(buf);
+
+    // Full layout applied to a d x d matrix, f64, d = 1024.
+    for kernel in kernels() {
+        let d = 1024;
+        let r = rotation::<f64>(Layout::Full, d);
+        let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
+        let mut x = data::<f64>(d * d, 4);
+        let t = best(reps.min(3), || rot.apply_cols(Op::Forward, black_box(&mut x), d).expect("apply"));
+        let rate = 6.0 * (d * (d - 1) / 2) as f64 * d as f64 / t;
+        lines.push(Line {
+            what: "full R f64 on a 1024 x 1024 matrix (cols)".into(),
+            kernel,
+            figure: format!("{:.1} GFLOP/s", rate * 1e-9),
+            ratio: rate / (0.5 * peak1),
+            target: ">= 0.5 of FMA peak (f64)",
+            met: rate / (0.5 * peak1) >= 0.5,
+        });
+    }
+
+    // GEMM used by the trainer: 768^3 f32 on both cores.
+    {
+        let k = 768;
+        let (a, b) = (data::<f32>(k * k, 5), data::<f32>(k * k, 6));
+        let mut c = vec![0.0f32; k * k];
+        let t = best(4 * reps, || gemm_f32(black_box(&a), black_box(&b), &mut c, k, 2));
+        let rate = 2.0 * (k * k * k) as f64 / t;
+        lines.push(Line {
+            what: "gemm 768^3 f32, both cores".into(),
+            kernel: Kernel::best(),
+            figure: format!("{:.1} GFLOP/s", rate * 1e-9),
+            ratio: rate / peak2,
+            target: ">= 0.75 of FMA peak (both cores)",
+            met: rate / peak2 >= 0.75,
+        });
+    }
+
+    // Merge W R^T, tree, d = m = 4096, f32, against one 4096^3 GEMM.
+    {
+        let k = 4096;
+        let r = rotation::<f32>(Layout::Tree, k);
+        let (a, b) = (data::<f32>(k * k, 5), data::<f32>(k * k, 6));
+        let mut c = vec![0.0f32; k * k];
+        let mut w = data::<f32>(k * k, 7);
+        let t_gemm = best(if quick { 1 } else { 3 }, || gemm_f32(black_box(&a), black_box(&b), &mut c, k, 2));
+        for kernel in kernels() {
+            let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
+            let t_merge = best(reps, || rot.merge(black_box(&mut w)).expect("merge"));
+            lines.push(Line {
+                what: "merge W R^T tree f32 d=m=4096".into(),
+                kernel,
+                figure: format!("{:.2} ms (gemm {:.0} ms)", t_merge * 1e3, t_gemm * 1e3),
+                ratio: t_merge / t_gemm,
+                target: "<= 0.005 of one 4096^3 gemm",
+                met: t_merge / t_gemm <= 0.005,
+            });
+        }
+    }
+
+    println!();
+    println!("{:<44} {:<9} {:>24} {:>8}  {:<34} met", "kernel", "isa", "figure", "ratio", "target");
+    for l in &lines {
+        println!(
+            "{:<44} {:<9} {:>24} {:>8.3}  {:<34} {}",
+            l.what,
+            format!("{:?}", l.kernel),
+            l.figure,
+            l.ratio,
+            l.target,
+            if l.met { "yes" } else { "NO" }
+        );
+    }
+    println!();
+    println!("decompose / rebuild against nalgebra's QR (d = 512, f64): see benches/decompose.rs");
+}

@@ -1,0 +1,869 @@
+//! Batch kernels: the stages of one layout applied to a tile of vectors held
+//! in structure-of-arrays form, and the choice of instruction set they run on.
+//!
+//! A tile is `tw` lanes (vectors) of `d` coordinates, coordinate `i` of lane
+//! `l` at `data[i * ld + base + l]`. Every kernel walks the lanes in chunks
+//! of `W` (a compile-time width: one to four SIMD registers per coordinate)
+//! and keeps the chunk's values in registers across several rotations:
+//!
+//! * tree: the stages `s0 .. s0 + k` only mix coordinates inside aligned
+//!   blocks of `2^k` active coordinates (the multiples of `2^s0`), so a
+//!   block is loaded once, `2^k - 1` rotations are applied in registers and
+//!   it is stored once; `d` that is not a power of two leaves a last, partial
+//!   block that is done plane by plane;
+//! * chain: the planes `(k, k + 1)` share a coordinate with their
+//!   neighbours, so the shared one is carried in registers: one load and one
+//!   store per rotation instead of two of each;
+//! * full: each column `c` is a descending chain over `(r - 1, r)`, carried
+//!   the same way;
+//! * anything else (the full-parallel layout, lanes left over after the last
+//!   whole chunk): the stages plane by plane over all lanes.
+//!
+//! A rotation is `u = a p + b q`, `v = c p + e q`. The portable kernels
+//! evaluate it exactly so (two products and a sum, bitwise the same on every
+//! machine); the SIMD kernels fuse one product into a multiply-add, which
+//! changes the rounding by at most an ulp per rotation.
+//!
+//! ## Kernels
+//! [`Kernel::best`] is decided once per call from the running processor
+//! (feature `std` on x86-64; everywhere else it is [`Kernel::Portable`]).
+//! The SIMD kernels are the same generic code compiled for AVX2 + FMA or
+//! AVX-512, so every fast path has its portable twin, and the tests compare
+//! them on every layout and operator.
+//!
+//! ```
+//! use qgoft_math::kernel::Kernel;
+//! let best = Kernel::best();
+//! assert!(best.is_available());
+//! assert!(Kernel::Portable.is_available());
+//! ```
+
+use crate::apply::{Op, TILE_SCRATCH};
+use crate::{Block, Layout, Real, Rotation, Stage};
+
+/// The instruction set a batch kernel runs on.
+///
+/// ```
+/// use qgoft_math::kernel::Kernel;
+/// use qgoft_math::{Layout, Op, RotationBuf};
+/// let r = RotationBuf::<f64>::identity(Layout::Tree, 4)?;
+/// let rot = r.as_rotation().with_kernel(Kernel::Portable)?;
+/// let mut x = [1.0, 2.0, 3.0, 4.0];
+/// rot.apply_rows(Op::Forward, &mut x)?;
+/// assert_eq!(x, [1.0, 2.0, 3.0, 4.0]);
+/// # Ok::<(), qgoft_math::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kernel {
+    /// Safe Rust compiled for the build's baseline target; a rotation is
+    /// two products and a sum, bitwise reproducible everywhere.
+    Portable,
+    /// The same kernels compiled for AVX2 with fused multiply-add
+    /// (x86-64, feature `std`).
+    Avx2,
+    /// The same kernels compiled for AVX-512 (F, VL) with fused
+    /// multiply-add (x86-64, feature `std`).
+    Avx512,
+}
+
+impl Kernel {
+    /// Every kernel, portable first.
+    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512];
+
+    /// Whether this processor (and this build) can run the kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            Kernel::Avx2 | Kernel::Avx512 => crate::simd::available(self),
+        }
+    }
+
+    /// The fastest available kernel. AVX2 is preferred to AVX-512 where both
+    /// are present unless the wider registers measured faster (they do not
+    /// on processors that split 512-bit operations in two), see
+    /// `benches/kernels.rs`.
+    pub fn best() -> Kernel {
+        if Kernel::Avx2.is_available() {
+            Kernel::Avx2
+        } else {
+            Kernel::Portable
+        }
+    }
+}
+
+/// How a rotation's two outputs are evaluated.
+pub(crate) trait Arith {
+    fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T);
+}
+
+/// `a p + b q` as two products and a sum.
+pub(crate) struct Plain;
+
+/// `a p + b q` as a product and a fused multiply-add.
+#[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
+pub(crate) struct Fused;
+
+impl Arith for Plain {
+    #[inline(always)]
+    fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
+        (b.a * p + b.b * q, b.c * p + b.e * q)
+    }
+}
+
+impl Arith for Fused {
+    #[inline(always)]
+    fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
+        (b.a.mul_add(p, b.b * q), b.c.mul_add(p, b.e * q))
+    }
+}
+
+#[inline(always)]
+fn rot_arr<M: Arith, T: Real, const W: usize>(b: Block<T>, p: &mut [T; W], q: &mut [T; W]) {
+    for l in 0..W {
+        let (u, v) = M::rot(b, p[l], q[l]);
+        p[l] = u;
+        q[l] = v;
+    }
+}
+
+#[inline(always)]
+fn load<T: Real, const W: usize>(data: &[T], at: usize) -> [T; W] {
+    let mut v = [T::zero(); W];
+    v.copy_from_slice(&data[at..at + W]);
+    v
+}
+
+#[inline(always)]
+fn store<T: Real, const W: usize>(data: &mut [T], at: usize, v: &[T; W]) {
+    data[at..at + W].copy_from_slice(v);
+}
+
+/// `(x[k], y[k]) <- b (x[k], y[k])` for every lane `k`.
+#[inline(always)]
+pub(crate) fn lanes<M: Arith, T: Real>(b: Block<T>, x: &mut [T], y: &mut [T]) {
+    for (u, v) in x.iter_mut().zip(y.iter_mut()) {
+        let (p, q) = M::rot(b, *u, *v);
+        *u = p;
+        *v = q;
+    }
+}
+
+/// Applies `op` to the lanes `base .. base + tw` (see the module
+/// documentation): the tree `WT` lanes at a time, the chain and the full
+/// layout `WC` lanes at a time (wider: their carried coordinates are chains
+/// of dependent rotations, and independent lanes hide the latency).
+#[inline(always)]
+pub(crate) fn run<M: Arith, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) {
+    // One copy per operator, so that the choice of block (transposed,
+    // inverted) is resolved at compile time in the inner loops.
+    match op {
+        Op::Forward => run_op::<M, T, WT, WC>(rot, Op::Forward, data, ld, base, tw),
+        Op::Transpose => run_op::<M, T, WT, WC>(rot, Op::Transpose, data, ld, base, tw),
+        Op::Inverse => run_op::<M, T, WT, WC>(rot, Op::Inverse, data, ld, base, tw),
+        Op::InverseTranspose => run_op::<M, T, WT, WC>(rot, Op::InverseTranspose, data, ld, base, tw),
+    }
+}
+
+#[inline(always)]
+fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) {
+    let ascending = op.ascending();
+    if ascending {
+        rot.scale_lanes(op, data, ld, base, tw);
+    }
+    let whole = match rot.layout() {
+        Layout::Tree => {
+            let whole = tw / WT * WT;
+            tree::<M, T, WT>(rot, op, data, ld, base, whole);
+            whole
+        }
+        // Whole chunks of `WC` lanes, then of `WT`; the rest plane by plane.
+        // A carried chunk walks every coordinate: only where the tile's rows
+        // lie close together (a packed tile); on a wide batch the planes go
+        // one by one across all lanes, a streaming pass each.
+        Layout::Chain | Layout::Full if ld * core::mem::size_of::<T>() > CARRY_MAX_ROW_BYTES => 0,
+        Layout::Chain => {
+            let whole = tw / WC * WC;
+            chain::<M, T, WC>(rot, op, data, ld, base, whole);
+            let more = (tw - whole) / WT * WT;
+            chain::<M, T, WT>(rot, op, data, ld, base + whole, more);
+            whole + more
+        }
+        Layout::Full => {
+            let whole = tw / WC * WC;
+            full::<M, T, WC>(rot, op, data, ld, base, whole);
+            let more = (tw - whole) / WT * WT;
+            full::<M, T, WT>(rot, op, data, ld, base + whole, more);
+            whole + more
+        }
+        _ => 0,
+    };
+    if whole < tw {
+        stages::<M, T>(rot, op, data, ld, base + whole, tw - whole);
+    }
+    if !ascending {
+        rot.scale_lanes(op, data, ld, base, tw);
+    }
+}
+
+/// Longest distance between a tile's coordinates (bytes) for the carried
+/// chain kernels.
+const CARRY_MAX_ROW_BYTES: usize = 1024;
+
+/// The stages plane by plane over all `tw` lanes (no scaling).
+#[inline(always)]
+fn stages<M: Arith, T: Real>(rot: &Rotation<'_, T>, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
+    if tw == 0 {
+        return;
+    }
+    if op.ascending() {
+        for st in rot.layout().stages(rot.dim()) {
+            stage_lanes::<M, T>(rot, op, st, data, ld, base, tw);
+        }
+    } else {
+        for st in rot.layout().stages(rot.dim()).rev() {
+            stage_lanes::<M, T>(rot, op, st, data, ld, base, tw);
+        }
+    }
+}
+
+/// One stage plane by plane over all `tw` lanes. No closures: everything
+/// here is inlined into the SIMD wrappers (a closure passed to an iterator
+/// adapter may be compiled apart, without the wrapper's features).
+#[inline(always)]
+fn stage_lanes<M: Arith, T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    stage: Stage,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) {
+    let blocks = rot.blocks();
+    for t in 0..stage.len {
+        let i = stage.first + t * stage.stride;
+        let j = i + stage.gap;
+        let b = rot.effective(op, blocks[stage.offset + t]);
+        // Split where coordinate j's lanes start: the base can exceed `ld`
+        // (one vector of a strided batch), `tw <= ld` keeps i's run before.
+        let (lo, hi) = data.split_at_mut(j * ld + base);
+        lanes::<M, T>(b, &mut lo[i * ld + base..i * ld + base + tw], &mut hi[..tw]);
+    }
+}
+
+/// Stages fused per group in the tree (log2 of the register block).
+const TREE_GROUP: usize = 3;
+
+/// The tree, `TREE_GROUP` stages per pass over the tile.
+#[inline(always)]
+fn tree<M: Arith, T: Real, const W: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) {
+    let d = rot.dim();
+    let ns = Layout::Tree.num_stages(d);
+    let groups = ns.div_ceil(TREE_GROUP);
+    for g in 0..groups {
+        let g = if op.ascending() { g } else { groups - 1 - g };
+        let s0 = g * TREE_GROUP;
+        match (ns - s0).min(TREE_GROUP) {
+            1 => tree_group::<M, T, W, 2>(rot, op, data, ld, base, tw, s0),
+            2 => tree_group::<M, T, W, 4>(rot, op, data, ld, base, tw, s0),
+            _ => tree_group::<M, T, W, 8>(rot, op, data, ld, base, tw, s0),
+        }
+    }
+}
+
+/// Stages `s0 .. s0 + log2 N` of the tree: blocks of `N` active coordinates
+/// (multiples of `2^s0`) in registers.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tree_group<M: Arith, T: Real, const W: usize, const N: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+    s0: usize,
+) {
+    let d = rot.dim();
+    let k = N.trailing_zeros() as usize;
+    let h = 1usize << s0;
+    let m = d.div_ceil(h);
+    let blocks = rot.blocks();
+    let mut offs = [0usize; 8];
+    for (kk, o) in offs.iter_mut().enumerate().take(k) {
+        *o = Layout::Tree.stage(d, s0 + kk).offset;
+    }
+    let asc = op.ascending();
+    let whole = m / N;
+    for blk in 0..whole {
+        let b0 = blk * N;
+        // The block's rotations in the order they are applied.
+        let mut cb = [Block::identity(); N];
+        let mut r = 0;
+        for step in 0..k {
+            let kk = if asc { step } else { k - 1 - step };
+            for t in 0..N >> (kk + 1) {
+                cb[r] = rot.effective(op, blocks[offs[kk] + ((b0 + (t << (kk + 1))) >> (kk + 1))]);
+                r += 1;
+            }
+        }
+        let mut l0 = 0;
+        while l0 < tw {
+            let mut v = [[T::zero(); W]; N];
+            for (a, va) in v.iter_mut().enumerate() {
+                *va = load(data, (b0 + a) * h * ld + base + l0);
+            }
+            if asc {
+                tree_block::<M, T, W, N, true>(&mut v, &cb);
+            } else {
+                tree_block::<M, T, W, N, false>(&mut v, &cb);
+            }
+            for (a, va) in v.iter().enumerate() {
+                store(data, (b0 + a) * h * ld + base + l0, va);
+            }
+            l0 += W;
+        }
+    }
+    // The last, partial block: plane by plane where the partner exists.
+    let b0 = whole * N;
+    if b0 < m && tw > 0 {
+        for step in 0..k {
+            let kk = if asc { step } else { k - 1 - step };
+            let g = 1usize << kk;
+            let mut i = b0;
+            while i + g < m {
+                let b = rot.effective(op, blocks[offs[kk] + (i >> (kk + 1))]);
+                let (p, q) = (i * h, (i + g) * h);
+                let (lo, hi) = data.split_at_mut(q * ld + base);
+                lanes::<M, T>(b, &mut lo[p * ld + base..p * ld + base + tw], &mut hi[..tw]);
+                i += 2 * g;
+            }
+        }
+    }
+}
+
+/// The `log2 N` stages of one register block, in order (`ASC`) or reversed;
+/// every index is a
+/// constant once the loops are unrolled, so `v` stays in registers. `cb`
+/// holds the blocks in the order they are applied.
+#[inline(always)]
+fn tree_block<M: Arith, T: Real, const W: usize, const N: usize, const ASC: bool>(
+    v: &mut [[T; W]; N],
+    cb: &[Block<T>; N],
+) {
+    let k = N.trailing_zeros() as usize;
+    let mut r = 0;
+    for step in 0..k {
+        let kk = if ASC { step } else { k - 1 - step };
+        let g = 1usize << kk;
+        for t in 0..N >> (kk + 1) {
+            let i = t << (kk + 1);
+            let b = cb[r];
+            r += 1;
+            let (mut p, mut q) = (v[i], v[i + g]);
+            rot_arr::<M, T, W>(b, &mut p, &mut q);
+            v[i] = p;
+            v[i + g] = q;
+        }
+    }
+}
+
+/// The chain: planes `(k, k + 1)`, the shared coordinate carried.
+#[inline(always)]
+fn chain<M: Arith, T: Real, const W: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) {
+    let d = rot.dim();
+    if d < 2 {
+        return;
+    }
+    let blocks = rot.blocks();
+    let mut l0 = 0;
+    while l0 < tw {
+        let at = |i: usize| i * ld + base + l0;
+        if op.ascending() {
+            let mut c: [T; W] = load(data, at(0));
+            for (k, &blk) in blocks.iter().enumerate() {
+                let mut q = load(data, at(k + 1));
+                rot_arr::<M, T, W>(rot.effective(op, blk), &mut c, &mut q);
+                store(data, at(k), &c);
+                c = q;
+            }
+            store(data, at(d - 1), &c);
+        } else {
+            let mut c: [T; W] = load(data, at(d - 1));
+            for (k, &blk) in blocks.iter().enumerate().rev() {
+                let mut p = load(data, at(k));
+                rot_arr::<M, T, W>(rot.effective(op, blk), &mut p, &mut c);
+                store(data, at(k + 1), &c);
+                c = p;
+            }
+            store(data, at(0), &c);
+        }
+        l0 += W;
+    }
+}
+
+/// The full layout: column `c` is the descending chain `(r - 1, r)`,
+/// `r = d - 1 .. c + 1`, its parameters consecutive.
+#[inline(always)]
+fn full<M: Arith, T: Real, const W: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) {
+    let d = rot.dim();
+    if d < 2 {
+        return;
+    }
+    let blocks = rot.blocks();
+    let offset = |c: usize| c * (d - 1) - c * c.saturating_sub(1) / 2;
+    let mut l0 = 0;
+    while l0 < tw {
+        let at = |i: usize| i * ld + base + l0;
+        if op.ascending() {
+            for c in 0..d - 1 {
+                let col = &blocks[offset(c)..offset(c) + (d - 1 - c)];
+                let mut carry: [T; W] = load(data, at(d - 1));
+                for (t, &blk) in col.iter().enumerate() {
+                    let r = d - 1 - t;
+                    let mut p = load(data, at(r - 1));
+                    rot_arr::<M, T, W>(rot.effective(op, blk), &mut p, &mut carry);
+                    store(data, at(r), &carry);
+                    carry = p;
+                }
+                store(data, at(c), &carry);
+            }
+        } else {
+            for c in (0..d - 1).rev() {
+                let col = &blocks[offset(c)..offset(c) + (d - 1 - c)];
+                let mut carry: [T; W] = load(data, at(c));
+                for (t, &blk) in col.iter().enumerate().rev() {
+                    let r = d - 1 - t;
+                    let mut q = load(data, at(r));
+                    rot_arr::<M, T, W>(rot.effective(op, blk), &mut carry, &mut q);
+                    store(data, at(r - 1), &carry);
+                    carry = q;
+                }
+                store(data, at(d - 1), &carry);
+            }
+        }
+        l0 += W;
+    }
+}
+
+/// Applies `op` to every row of the row-major batch `x`, `tile` rows at a
+/// time transposed through a stack buffer; returns whether every output is
+/// finite.
+#[inline(always)]
+pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    x: &mut [T],
+    tile: usize,
+) -> bool {
+    if tile * rot.dim() > TILE_SCRATCH {
+        rows_in::<M, X, T, WT, WC, ROWS_BIG>(rot, op, x, tile)
+    } else {
+        rows_in::<M, X, T, WT, WC, TILE_SCRATCH>(rot, op, x, tile)
+    }
+}
+
+/// Scalars of the stack buffer for rows too long for 8 of them to fit in
+/// [`TILE_SCRATCH`] (with `std` only: 128 KiB of `f32`, 256 KiB of `f64`),
+/// so that rows up to `d = 4096` still go 8 at a time through the SIMD
+/// transposes and register chunks.
+pub(crate) const ROWS_BIG: usize = 8 * 4096;
+
+#[inline(always)]
+fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, const S: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    x: &mut [T],
+    tile: usize,
+) -> bool {
+    let d = rot.dim();
+    let n = x.len() / d;
+    let mut finite = true;
+    let mut scratch = [T::zero(); S];
+    let mut r0 = 0;
+    while r0 < n {
+        let tw = tile.min(n - r0);
+        let rows = &mut x[r0 * d..(r0 + tw) * d];
+        let buf = &mut scratch[..d * tw];
+        transpose::<X, T, false>(rows, buf, tw, d);
+        run::<M, T, WT, WC>(rot, op, buf, tw, 0, tw);
+        finite &= all_finite(buf);
+        transpose::<X, T, true>(rows, buf, tw, d);
+        r0 += tw;
+    }
+    finite
+}
+
+/// Transposes 8 x 8 blocks with the instruction set's shuffles.
+pub(crate) trait Transposer {
+    /// `dst[c * ds + r] = src[r * ss + c]` for `r, c < 8`; `false` if not
+    /// handled (then the caller copies element by element).
+    fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool;
+}
+
+/// No shuffles: element by element.
+pub(crate) struct ByElement;
+
+impl Transposer for ByElement {
+    #[inline(always)]
+    fn block8<T: Real>(_: &[T], _: usize, _: &mut [T], _: usize) -> bool {
+        false
+    }
+}
+
+/// Copies between the row-major `tw x d` rows and the coordinate-major
+/// `d x tw` buffer (`BACK`: buffer to rows), in 8 x 8 blocks.
+#[inline(always)]
+fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut [T], tw: usize, d: usize) {
+    const B: usize = 8;
+    let (lw, dw) = (tw / B * B, d / B * B);
+    let mut l0 = 0;
+    while l0 < lw {
+        let mut i0 = 0;
+        while i0 < dw {
+            let done = if BACK {
+                X::block8(&buf[i0 * tw + l0..], tw, &mut rows[l0 * d + i0..], d)
+            } else {
+                X::block8(&rows[l0 * d + i0..], d, &mut buf[i0 * tw + l0..], tw)
+            };
+            if done {
+                i0 += B;
+                continue;
+            }
+            let mut blk = [[T::zero(); B]; B];
+            if BACK {
+                for (ii, r) in blk.iter_mut().enumerate() {
+                    r.copy_from_slice(&buf[(i0 + ii) * tw + l0..(i0 + ii) * tw + l0 + B]);
+                }
+                for ll in 0..B {
+                    let row = &mut rows[(l0 + ll) * d + i0..(l0 + ll) * d + i0 + B];
+                    for (ii, v) in row.iter_mut().enumerate() {
+                        *v = blk[ii][ll];
+                    }
+                }
+            } else {
+                for (ll, r) in blk.iter_mut().enumerate() {
+                    r.copy_from_slice(&rows[(l0 + ll) * d + i0..(l0 + ll) * d + i0 + B]);
+                }
+                for ii in 0..B {
+                    let col = &mut buf[(i0 + ii) * tw + l0..(i0 + ii) * tw + l0 + B];
+                    for (ll, v) in col.iter_mut().enumerate() {
+                        *v = blk[ll][ii];
+                    }
+                }
+            }
+            i0 += B;
+        }
+        l0 += B;
+    }
+    // Edges: the rows past the last whole block of lanes, the coordinates
+    // past the last whole block of coordinates.
+    for l in 0..tw {
+        let from = if l < lw { dw } else { 0 };
+        for i in from..d {
+            if BACK {
+                rows[l * d + i] = buf[i * tw + l];
+            } else {
+                buf[i * tw + l] = rows[l * d + i];
+            }
+        }
+    }
+}
+
+/// Whether every entry is finite: `|v| <= MAX` fails exactly for NaN and
+/// the infinities, and the conjunction is an associative reduction the
+/// compiler vectorises.
+#[inline(always)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must fail the test.
+pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
+    let m = T::max_value();
+    xs.iter().fold(0u32, |bad, &v| bad | u32::from(!(v.abs() <= m))) == 0
+}
+
+/// The portable row kernel.
+pub(crate) fn rows_portable<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+    rows::<Plain, ByElement, T, 8, 16>(rot, op, x, tile)
+}
+
+/// The portable kernel.
+pub(crate) fn run_portable<T: Real>(rot: &Rotation<'_, T>, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
+    run::<Plain, T, 8, 16>(rot, op, data, ld, base, tw);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kernel;
+    use crate::{Block, Layout, Op, Real, Rotation};
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    const LAYOUTS: [Layout; 4] = [Layout::Chain, Layout::Tree, Layout::Full, Layout::FullParallel];
+    const OPS: [Op; 4] = [Op::Forward, Op::Transpose, Op::Inverse, Op::InverseTranspose];
+
+    fn rng(seed: &mut u64) -> f64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+
+    /// Strict blocks from angles, or quasi blocks within 0.02 of them.
+    fn blocks<T: Real>(n: usize, quasi: bool, seed: &mut u64) -> Vec<Block<T>> {
+        (0..n)
+            .map(|_| {
+                let th = 6.0 * rng(seed);
+                let (s, c) = th.sin_cos();
+                let mut p = || if quasi { 0.04 * rng(seed) } else { 0.0 };
+                Block {
+                    a: T::from_f64(c + p()),
+                    b: T::from_f64(-s + p()),
+                    c: T::from_f64(s + p()),
+                    e: T::from_f64(c + p()),
+                }
+            })
+            .collect()
+    }
+
+    /// The plain definition, one vector at a time: the stages in order,
+    /// each block as two products and a sum.
+    fn reference<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T]) {
+        let d = rot.dim();
+        let scale = |x: &mut [T]| {
+            if let Some(s) = rot.scale() {
+                for (v, &si) in x.iter_mut().zip(s) {
+                    *v = if matches!(op, Op::Inverse | Op::InverseTranspose) { *v / si } else { *v * si };
+                }
+            }
+        };
+        let ascending = matches!(op, Op::Forward | Op::InverseTranspose);
+        let mut stages: Vec<_> = rot.layout().stages(d).collect();
+        if !ascending {
+            stages.reverse();
+        }
+        for v in x.chunks_exact_mut(d) {
+            if ascending {
+                scale(v);
+            }
+            for st in &stages {
+                for (t, p) in st.planes().enumerate() {
+                    let b = rot.effective(op, rot.blocks()[st.offset + t]);
+                    let (u, w) = b.apply(v[p.i], v[p.j]);
+                    v[p.i] = u;
+                    v[p.j] = w;
+                }
+            }
+            if !ascending {
+                scale(v);
+            }
+        }
+    }
+
+    /// Largest difference between the kernels' results over
+    /// `(stages + 2) u max|y| G`, where `G` bounds the growth (the product of
+    /// the stages' largest block norms, 1 for rotations); at most a few
+    /// units are expected (one rounding per rotation output changes).
+    fn worst<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) -> f64 {
+        let mut seed = seed;
+        let bl = blocks::<T>(layout.num_rotations(d), quasi, &mut seed);
+        let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+        let scale = if scaled { Some(&sc[..]) } else { None };
+        let rot = if quasi { Rotation::quasi(layout, d, &bl, scale) } else { Rotation::strict(layout, d, &bl, scale) }
+            .expect("rotation");
+        let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+        let mut growth = 1.0f64;
+        for st in layout.stages(d) {
+            let m = bl[st.params()]
+                .iter()
+                .map(|b| b.to_array().iter().map(|v| Real::to_f64(*v).powi(2)).sum::<f64>().sqrt())
+                .fold(1.0f64, f64::max);
+            growth *= if quasi { m * m } else { 1.0 };
+        }
+        let mut worst = 0.0f64;
+        for op in OPS {
+            let mut want = x.clone();
+            reference(&rot, op, &mut want);
+            let ymax = want.iter().map(|v| Real::to_f64(*v).abs()).fold(1e-300, f64::max) * 2.0;
+            let unit = (layout.num_stages(d) + 2) as f64 * Real::to_f64(T::UNIT_ROUNDOFF) * ymax * growth;
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let r = rot.with_kernel(k).expect("available");
+                // Rows, columns and strided (coordinate-major) batches.
+                let mut rows = x.clone();
+                r.apply_rows(op, &mut rows).expect("rows");
+                let mut cols = alloc::vec![T::zero(); n * d];
+                for l in 0..n {
+                    for i in 0..d {
+                        cols[i * n + l] = x[l * d + i];
+                    }
+                }
+                r.apply_cols(op, &mut cols, n).expect("cols");
+                let mut strided = cols.clone();
+                for l in 0..n {
+                    for i in 0..d {
+                        strided[i * n + l] = x[l * d + i];
+                    }
+                }
+                r.apply_strided(op, &mut strided, n, 1, n).expect("strided");
+                // Vectors apart (element stride 1, vector stride d + 3): one
+                // vector at a time, its base beyond the element stride.
+                let mut apart = alloc::vec![T::zero(); n * (d + 3)];
+                for l in 0..n {
+                    apart[l * (d + 3)..l * (d + 3) + d].copy_from_slice(&x[l * d..l * d + d]);
+                }
+                r.apply_strided(op, &mut apart, n, d + 3, 1).expect("strided apart");
+                for l in 0..n {
+                    for i in 0..d {
+                        let w = want[l * d + i];
+                        if k == Kernel::Portable {
+                            assert_eq!(apart[l * (d + 3) + i], w, "{layout:?} {op:?} apart");
+                        }
+                        worst = worst.max(Real::to_f64((apart[l * (d + 3) + i] - w).abs()) / unit);
+                    }
+                }
+                for l in 0..n {
+                    for i in 0..d {
+                        let w = want[l * d + i];
+                        for got in [rows[l * d + i], cols[i * n + l], strided[i * n + l]] {
+                            if k == Kernel::Portable {
+                                // The portable kernels are the definition, bitwise.
+                                assert_eq!(got, w, "{layout:?} {op:?} d={d} n={n} lane {l} coordinate {i}");
+                            }
+                            worst = worst.max(Real::to_f64((got - w).abs()) / unit);
+                        }
+                    }
+                }
+            }
+        }
+        worst
+    }
+
+    macro_rules! twin_props {
+        ($name:ident, $t:ty) => {
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(96))]
+                #[test]
+                fn $name(layout in 0usize..4, d in 1usize..=40, n in 1usize..=70, quasi in any::<bool>(),
+                         scaled in any::<bool>(), seed in any::<u64>()) {
+                    let w = worst::<$t>(LAYOUTS[layout], d, n, quasi, scaled, seed);
+                    prop_assert!(w <= 4.0, "kernels differ by {w} units");
+                }
+            }
+        };
+    }
+
+    twin_props!(kernels_agree_f32, f32);
+    twin_props!(kernels_agree_f64, f64);
+
+    /// Sizes where the fused tree kernels have whole register blocks and
+    /// lane chunks (and a partial last block), which small random sizes
+    /// rarely reach.
+    #[test]
+    fn kernels_agree_on_fused_sizes() {
+        for (d, n) in [(64, 64), (256, 40), (200, 33), (129, 17), (512, 16), (3000, 9)] {
+            for layout in [Layout::Tree, Layout::Chain] {
+                for quasi in [false, true] {
+                    assert!(worst::<f32>(layout, d, n, quasi, true, d as u64) <= 4.0, "{layout:?} d={d} n={n}");
+                    assert!(worst::<f64>(layout, d, n, quasi, false, n as u64) <= 4.0, "{layout:?} d={d} n={n}");
+                }
+            }
+        }
+        for (d, n) in [(40, 48), (33, 20)] {
+            assert!(worst::<f64>(Layout::Full, d, n, true, true, 7) <= 4.0, "Full d={d} n={n}");
+            assert!(worst::<f32>(Layout::Full, d, n, false, false, 8) <= 4.0, "Full d={d} n={n}");
+        }
+    }
+
+    /// The backward is compiled for each kernel's instruction set without
+    /// fusing products: bitwise the portable result.
+    #[test]
+    fn backward_is_bitwise_the_same_on_every_kernel() {
+        use crate::grad::{vjp_rows, workspace_len, Saved};
+        for (layout, d, n, quasi) in
+            [(Layout::Tree, 37, 70, false), (Layout::Chain, 20, 33, true), (Layout::Full, 9, 17, true)]
+        {
+            let mut seed = d as u64;
+            let bl = blocks::<f64>(layout.num_rotations(d), quasi, &mut seed);
+            let x: Vec<f64> = (0..n * d).map(|_| rng(&mut seed)).collect();
+            let g0: Vec<f64> = (0..n * d).map(|_| rng(&mut seed)).collect();
+            let mut results = Vec::new();
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let rot =
+                    if quasi { Rotation::quasi(layout, d, &bl, None) } else { Rotation::strict(layout, d, &bl, None) }
+                        .expect("rotation")
+                        .with_kernel(k)
+                        .expect("available");
+                let saved = Saved::Input(&x[..]);
+                let mut g = g0.clone();
+                let mut db = alloc::vec![Block::default(); bl.len()];
+                let mut work = alloc::vec![0.0; workspace_len(&rot, saved)];
+                vjp_rows(&rot, Op::Transpose, saved, &mut g, &mut db, None, &mut work).expect("vjp");
+                let flat: Vec<u64> = g
+                    .iter()
+                    .chain(db.iter().flat_map(|b| b.to_array().to_vec().into_iter()).collect::<Vec<_>>().iter())
+                    .map(|v| v.to_bits())
+                    .collect();
+                results.push(flat);
+            }
+            assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?}");
+        }
+    }
+
+    #[test]
+    fn unavailable_kernel_is_an_error() {
+        let bl = [Block::<f64>::identity(); 3];
+        let rot = Rotation::strict(Layout::Tree, 4, &bl, None).expect("rotation");
+        for k in Kernel::ALL {
+            assert_eq!(rot.with_kernel(k).is_ok(), k.is_available());
+        }
+        assert!(Kernel::best().is_available());
+    }
+
+    #[test]
+    fn non_finite_input_is_reported_and_nothing_written() {
+        let bl = [Block::<f32>::identity(); 63];
+        for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let rot = Rotation::strict(Layout::Tree, 64, &bl, None).expect("rotation").with_kernel(k).expect("k");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut x = alloc::vec![1.0f32; 64 * 37];
+                x[64 * 20 + 5] = bad;
+                let x0 = x.clone();
+                let err = rot.apply_cols(Op::Transpose, &mut x, 37).unwrap_err();
+                assert!(matches!(err, crate::Error::NonFinite { index, .. } if index == 64 * 20 + 5), "{err:?}");
+                assert!(x.iter().zip(&x0).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Run-time dispatch to the kernels of [`crate::kernel`] compiled for AVX2 +
+//! FMA and AVX-512 (x86-64 with feature `std`; elsewhere only the portable
+//! kernels exist and this module only answers "not available").
+//!
+//! This is the only module of the crate with `unsafe` code: calling a
+//! function compiled with `#[target_feature]` is unsafe because running it
+//! on a processor without those features is undefined behaviour. Every such
+//! call here is preceded by the run-time check of exactly the features the
+//! function enables. The functions themselves contain no unsafe operations:
+//! they are the safe generic kernels, monomorphised inside the
+//! feature-enabled wrapper so that the compiler vectorises them for the
+//! wider registers and fuses one product of each rotation into an FMA.
+#![allow(unsafe_code)]
+
+use crate::apply::Op;
+use crate::kernel::Kernel;
+use crate::{Real, Rotation};
+
+/// Whether `k` (one of the SIMD kernels) can run here.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub(crate) fn available(k: Kernel) -> bool {
+    match k {
+        Kernel::Portable => true,
+        Kernel::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+        Kernel::Avx512 => {
+            std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("fma")
+        }
+    }
+}
+
+/// Whether `k` (one of the SIMD kernels) can run here.
+#[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+pub(crate) fn available(k: Kernel) -> bool {
+    k == Kernel::Portable
+}
+
+/// Applies `op` to the tile with kernel `k` (the portable one if `k` cannot
+/// run here).
+#[inline]
+pub(crate) fn run<T: Real>(
+    k: Kernel,
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    match k {
+        Kernel::Avx2 if available(Kernel::Avx2) => {
+            // SAFETY: AVX2 and FMA were detected on this processor just above.
+            unsafe { x86::run_avx2(rot, op, data, ld, base, tw) };
+            return;
+        }
+        Kernel::Avx512 if available(Kernel::Avx512) => {
+            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+            unsafe { x86::run_avx512(rot, op, data, ld, base, tw) };
+            return;
+        }
+        _ => {}
+    }
+    let _ = k;
+    crate::kernel::run_portable(rot, op, data, ld, base, tw);
+}
+
+/// Applies `op` to every row of the row-major batch `x` with kernel `k`,
+/// `tile` rows at a time; returns whether every output is finite.
+#[inline]
+pub(crate) fn rows<T: Real>(k: Kernel, rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    match k {
+        Kernel::Avx2 if available(Kernel::Avx2) => {
+            // SAFETY: AVX2 and FMA were detected on this processor just above.
+            return unsafe { x86::rows_avx2(rot, op, x, tile) };
+        }
+        Kernel::Avx512 if available(Kernel::Avx512) => {
+            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+            return unsafe { x86::rows_avx512(rot, op, x, tile) };
+        }
+        _ => {}
+    }
+    let _ = k;
+    crate::kernel::rows_portable(rot, op, x, tile)
+}
+
+/// Whether every entry of `xs` is finite, vectorised for kernel `k`.
+#[inline]
+pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if k != Kernel::Portable && available(Kernel::Avx2) {
+        // SAFETY: AVX2 and FMA were detected on this processor just above.
+        return unsafe { x86::all_finite_avx2(xs) };
+    }
+    let _ = k;
+    crate::kernel::all_finite(xs)
+}
+
+/// Runs `f` (a safe, generic computation whose body is inlined) compiled
+/// for the kernel `k`'s instruction set when it is available, as is
+/// otherwise. Arithmetic written as separate products and sums is not
+/// contracted into FMAs, so the result is bitwise that of the portable
+/// build; only the vector width changes.
+#[inline]
+pub(crate) fn with<R>(k: Kernel, f: impl FnOnce() -> R) -> R {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    match k {
+        Kernel::Avx2 if available(Kernel::Avx2) => {
+            // SAFETY: AVX2 and FMA were detected on this processor just above.
+            return unsafe { x86::with_avx2(f) };
+        }
+        Kernel::Avx512 if available(Kernel::Avx512) => {
+            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+            return unsafe { x86::with_avx512(f) };
+        }
+        _ => {}
+    }
+    let _ = k;
+    f()
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod x86 {
+    use crate::apply::Op;
+    use crate::kernel::{rows, run, Fused, Transposer};
+    use crate::{Real, Rotation};
+    use core::any::TypeId;
+    use core::arch::x86_64::*;
+
+    /// Whether `T` is the 4-byte float (the lane counts depend on it).
+    #[inline(always)]
+    fn is_f32<T>() -> bool {
+        core::mem::size_of::<T>() == 4
+    }
+
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_avx2<T: Real>(
+        rot: &Rotation<'_, T>,
+        op: Op,
+        data: &mut [T],
+        ld: usize,
+        base: usize,
+        tw: usize,
+    ) {
+        if is_f32::<T>() {
+            run::<Fused, T, 8, 32>(rot, op, data, ld, base, tw);
+        } else {
+            run::<Fused, T, 4, 16>(rot, op, data, ld, base, tw);
+        }
+    }
+
+    /// # Safety
+    /// The processor must support AVX-512 F and VL, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn run_avx512<T: Real>(
+        rot: &Rotation<'_, T>,
+        op: Op,
+        data: &mut [T],
+        ld: usize,
+        base: usize,
+        tw: usize,
+    ) {
+        if is_f32::<T>() {
+            run::<Fused, T, 16, 64>(rot, op, data, ld, base, tw);
+        } else {
+            run::<Fused, T, 8, 32>(rot, op, data, ld, base, tw);
+        }
+    }
+
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_avx2<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+        if is_f32::<T>() {
+            rows::<Fused, Shuffles, T, 8, 16>(rot, op, x, tile)
+        } else {
+            rows::<Fused, Shuffles, T, 4, 8>(rot, op, x, tile)
+        }
+    }
+
+    /// # Safety
+    /// The processor must support AVX-512 F and VL, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn rows_avx512<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+        if is_f32::<T>() {
+            rows::<Fused, Shuffles, T, 16, 64>(rot, op, x, tile)
+        } else {
+            rows::<Fused, Shuffles, T, 8, 32>(rot, op, x, tile)
+        }
+    }
+
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn all_finite_avx2<T: Real>(xs: &[T]) -> bool {
+        crate::kernel::all_finite(xs)
+    }
+
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// # Safety
+    /// The processor must support AVX-512 F and VL, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// 8 x 8 transposes with AVX shuffles. Only instantiated inside the
+    /// functions above, which run after AVX2 was detected.
+    pub(super) struct Shuffles;
+
+    impl Transposer for Shuffles {
+        #[inline(always)]
+        fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool {
+            // Bounds checked here, once: every access below is inside.
+            let (src, dst) = (&src[..7 * ss + 8], &mut dst[..7 * ds + 8]);
+            if TypeId::of::<T>() == TypeId::of::<f32>() {
+                // SAFETY: `T` is `f32` (same type id), so the slices are
+                // `f32` slices; AVX2 is present (see the struct's note).
+                unsafe { tr8_f32(src.as_ptr().cast(), ss, dst.as_mut_ptr().cast(), ds) };
+                true
+            } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+                // SAFETY: as above, with `f64`; four 4 x 4 blocks.
+                unsafe {
+                    let (sp, dp) = (src.as_ptr().cast::<f64>(), dst.as_mut_ptr().cast::<f64>());
+                    for (r, c) in [(0, 0), (0, 4), (4, 0), (4, 4)] {
+                        tr4_f64(sp.add(r * ss + c), ss, dp.add(c * ds + r), ds);
+                    }
+                }
+                true
+            } else {
+                false
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2; `s` readable at `r * ss + c`, `d` writable at `c * ds + r`, for
+    /// `r, c < 8`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tr8_f32(s: *const f32, ss: usize, d: *mut f32, ds: usize) {
+        let r: [__m256; 8] = core::array::from_fn(|k| _mm256_loadu_ps(s.add(k * ss)));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let o = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (k, v) in o.into_iter().enumerate() {
+            _mm256_storeu_ps(d.add(k * ds), v);
+        }
+    }
+
+    /// # Safety
+    /// AVX2; `s` readable at `r * ss + c`, `d` writable at `c * ds + r`, for
+    /// `r, c < 4`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tr4_f64(s: *const f64, ss: usize, d: *mut f64, ds: usize) {
+        let r: [__m256d; 4] = core::array::from_fn(|k| _mm256_loadu_pd(s.add(k * ss)));
+        let t0 = _mm256_unpacklo_pd(r[0], r[1]);
+        let t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        let t2 = _mm256_unpacklo_pd(r[2], r[3]);
+        let t3 = _mm256_unpackhi_pd(r[2], r[3]);
+        _mm256_storeu_pd(d, _mm256_permute2f128_pd::<0x20>(t0, t2));
+        _mm256_storeu_pd(d.add(ds), _mm256_permute2f128_pd::<0x20>(t1, t3));
+        _mm256_storeu_pd(d.add(2 * ds), _mm256_permute2f128_pd::<0x31>(t0, t2));
+        _mm256_storeu_pd(d.add(3 * ds), _mm256_permute2f128_pd::<0x31>(t1, t3));
+    }
+}
