@@ -174,7 +174,7 @@ pub struct Decomposition<T> {
 
 /// How a dense matrix is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Storage {
+pub(crate) enum Storage {
     RowMajor,
     ColMajor,
 }
@@ -284,6 +284,34 @@ pub fn decompose_into<T: Real>(
     decompose_core(layout, q, d, Storage::RowMajor, opts, angles, work)
 }
 
+/// [`decompose_core_body`] compiled for the widest instruction set the
+/// processor has (the same operations in the same order: bitwise the same
+/// angles; only the vector width changes).
+fn decompose_core<T: Real>(
+    layout: Layout,
+    q: &[T],
+    d: usize,
+    storage: Storage,
+    opts: &DecomposeOptions<T>,
+    angles: &mut [T],
+    work: &mut [T],
+) -> Result<DecomposeInfo<T>> {
+    crate::simd::decompose(layout, q, d, storage, opts, angles, work)
+}
+
+/// [`rebuild_core_body`] compiled for the widest instruction set the
+/// processor has (bitwise the same matrix).
+fn rebuild_core<T: Real>(
+    layout: Layout,
+    angles: &[T],
+    d: usize,
+    storage: Storage,
+    out: &mut [T],
+    work: &mut [T],
+) -> Result<()> {
+    crate::simd::rebuild(layout, angles, d, storage, out, work)
+}
+
 fn check_full_layout(layout: Layout, d: usize) -> Result<()> {
     if d == 0 {
         return Err(Error::InvalidArgument { what: "dimension d", value: 0.0 });
@@ -328,7 +356,8 @@ fn parallel_stage_offset(d: usize, t: usize) -> usize {
     t + halves - k * (k + 1) / 2
 }
 
-fn decompose_core<T: Real>(
+#[inline(always)]
+pub(crate) fn decompose_core_body<T: Real>(
     layout: Layout,
     q: &[T],
     d: usize,
@@ -433,6 +462,7 @@ fn decompose_core<T: Real>(
 /// The rotations of column `c`, bottom-up, from rows `c ..` of the column
 /// alone: `(cs[r], sn[r])` for the plane `(r - 1, r)`, angles written in
 /// `layout`'s order, diagonal entry `a[c][c]` set.
+#[inline(always)]
 fn generate_group<T: Real>(
     layout: Layout,
     a: &mut [T],
@@ -481,6 +511,7 @@ fn not_orthogonal<T: Real>(q: &[T], d: usize, tol: T, lower_bound: T) -> Error {
 }
 
 /// `dst = src^T` for row-major `d x d` matrices.
+#[inline(always)]
 fn transpose_into<T: Real>(src: &[T], dst: &mut [T], d: usize) {
     const B: usize = 16;
     for i0 in (0..d).step_by(B) {
@@ -494,6 +525,7 @@ fn transpose_into<T: Real>(src: &[T], dst: &mut [T], d: usize) {
     }
 }
 
+#[inline(always)]
 fn transpose_in_place<T: Real>(a: &mut [T], d: usize) {
     for i in 0..d {
         for j in i + 1..d {
@@ -514,6 +546,7 @@ fn load<T: Real, const W: usize>(a: &[T], at: usize) -> [T; W] {
 /// trailing the previous one by a row, so that each row is read and written
 /// once for all of them. Every entry sees the same operations in the same
 /// order as `K` separate sweeps. Needs `d - c > K`.
+#[inline(always)]
 fn sweep_up_k<T: Real, const K: usize>(a: &mut [T], d: usize, c: usize, cs: [&[T]; K], sn: [&[T]; K]) {
     let mut j = c + K;
     j = sweep_up_k_chunks::<T, K, CHUNK2>(a, d, c, j, cs, sn);
@@ -586,6 +619,7 @@ fn sweep_up_k_chunk<T: Real, const K: usize, const W: usize>(
 /// (`cs[k]`, `sn[k]` for column `c - k`) on columns `c .. d`, each group
 /// trailing the previous one by a row; same operations per entry as `K`
 /// separate sweeps. Needs `c + 1 >= K`.
+#[inline(always)]
 fn sweep_down_k<T: Real, const K: usize>(a: &mut [T], d: usize, c: usize, cs: [&[T]; K], sn: [&[T]; K]) {
     let mut j = c;
     j = sweep_down_k_chunks::<T, K, CHUNK2>(a, d, c, j, cs, sn);
@@ -655,6 +689,7 @@ fn sweep_down_k_chunk<T: Real, const K: usize, const W: usize>(
 }
 
 /// `(cos, sin)` of the angles of column group `c` into `cs[r], sn[r]`.
+#[inline(always)]
 fn group_sin_cos<T: Real>(layout: Layout, angles: &[T], d: usize, c: usize, cs: &mut [T], sn: &mut [T]) {
     for r in c + 1..d {
         let (s, co) = angles[param_index(layout, d, c, r)].sin_cos();
@@ -713,7 +748,8 @@ pub fn rebuild_into<T: Real>(layout: Layout, angles: &[T], d: usize, out: &mut [
     rebuild_core(layout, angles, d, Storage::RowMajor, out, work)
 }
 
-fn rebuild_core<T: Real>(
+#[inline(always)]
+pub(crate) fn rebuild_core_body<T: Real>(
     layout: Layout,
     angles: &[T],
     d: usize,

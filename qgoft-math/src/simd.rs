@@ -122,6 +122,43 @@ pub(crate) fn with<R>(k: Kernel, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// [`crate::decompose`]'s factorisation compiled for AVX2 when the processor
+/// has it (no contraction into FMAs: bitwise the portable result).
+pub(crate) fn decompose<T: Real>(
+    layout: crate::Layout,
+    q: &[T],
+    d: usize,
+    storage: crate::decompose::Storage,
+    opts: &crate::decompose::DecomposeOptions<T>,
+    angles: &mut [T],
+    work: &mut [T],
+) -> crate::Result<crate::decompose::DecomposeInfo<T>> {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if available(Kernel::Avx2) {
+        // SAFETY: AVX2 and FMA were detected on this processor just above.
+        return unsafe { x86::decompose_avx2(layout, q, d, storage, opts, angles, work) };
+    }
+    crate::decompose::decompose_core_body(layout, q, d, storage, opts, angles, work)
+}
+
+/// [`crate::decompose`]'s rebuild compiled for AVX2 when the processor has
+/// it (bitwise the portable result).
+pub(crate) fn rebuild<T: Real>(
+    layout: crate::Layout,
+    angles: &[T],
+    d: usize,
+    storage: crate::decompose::Storage,
+    out: &mut [T],
+    work: &mut [T],
+) -> crate::Result<()> {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if available(Kernel::Avx2) {
+        // SAFETY: AVX2 and FMA were detected on this processor just above.
+        return unsafe { x86::rebuild_avx2(layout, angles, d, storage, out, work) };
+    }
+    crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
+}
+
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod x86 {
     use crate::apply::Op;
@@ -192,6 +229,35 @@ mod x86 {
         } else {
             rows::<Fused, Shuffles, T, 8, 32>(rot, op, x, tile)
         }
+    }
+
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn decompose_avx2<T: Real>(
+        layout: crate::Layout,
+        q: &[T],
+        d: usize,
+        storage: crate::decompose::Storage,
+        opts: &crate::decompose::DecomposeOptions<T>,
+        angles: &mut [T],
+        work: &mut [T],
+    ) -> crate::Result<crate::decompose::DecomposeInfo<T>> {
+        crate::decompose::decompose_core_body(layout, q, d, storage, opts, angles, work)
+    }
+
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rebuild_avx2<T: Real>(
+        layout: crate::Layout,
+        angles: &[T],
+        d: usize,
+        storage: crate::decompose::Storage,
+        out: &mut [T],
+        work: &mut [T],
+    ) -> crate::Result<()> {
+        crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
     }
 
     /// # Safety
