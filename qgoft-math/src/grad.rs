@@ -92,6 +92,7 @@
 
 use crate::apply::rotate_lanes;
 use crate::error::{check_finite, check_len, Error, Result};
+use crate::kernel::{gather, transpose, Transposer};
 use crate::{AngleMap, Block, Op, Real, Rotation, Stage};
 
 #[cfg(feature = "alloc")]
@@ -103,6 +104,11 @@ const LANES: usize = 8;
 
 /// Target number of scalars in one tile (`d x w`).
 const TILE_BUDGET: usize = 8192;
+
+/// Target number of scalars in one tile of the strict backward: wider
+/// tiles (more lanes per reduction of the partial sums) while the two tiles
+/// stay in the second-level cache.
+const STRICT_TILE_BUDGET: usize = 49152;
 
 /// Widest tile of rows processed at once.
 const MAX_TILE: usize = 64;
@@ -142,7 +148,7 @@ impl<'a, T> Saved<'a, T> {
 
 /// The sizes of one backward run.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
+pub(crate) struct Geometry {
     d: usize,
     n: usize,
     /// Tile width (rows per tile).
@@ -161,7 +167,11 @@ impl Geometry {
     fn of<T: Real>(rot: &Rotation<'_, T>, saved: &Saved<'_, T>) -> Self {
         let d = rot.dim();
         let n = saved.data().len() / d;
-        let tw = (TILE_BUDGET / d / LANES * LANES).clamp(LANES, MAX_TILE).min(n.max(1));
+        let budget = match saved {
+            Saved::Output(_) => STRICT_TILE_BUDGET,
+            Saved::Input(_) => TILE_BUDGET,
+        };
+        let tw = (budget / d / LANES * LANES).clamp(LANES, MAX_TILE).min(n.max(1));
         let tiles = n.div_ceil(tw);
         let levels = (usize::BITS - tiles.leading_zeros()) as usize;
         let nb = rot.blocks().len();
@@ -282,8 +292,12 @@ pub fn vjp_rows<T: Real>(
     if work.len() < need {
         return Err(Error::ShapeMismatch { what: "gradient workspace", expected: need, found: work.len() });
     }
-    check_finite("saved batch", data)?;
-    check_finite("upstream gradient", dy)?;
+    if !crate::simd::all_finite(rot.kernel(), data) {
+        check_finite("saved batch", data)?;
+    }
+    if !crate::simd::all_finite(rot.kernel(), dy) {
+        check_finite("upstream gradient", dy)?;
+    }
     if let (Saved::Output(_), Some(s)) = (saved, rot.scale()) {
         if let Some(index) = s.iter().position(|v| *v == T::zero()) {
             return Err(Error::SingularScale { index, value: 0.0 });
@@ -295,9 +309,7 @@ pub fn vjp_rows<T: Real>(
     // The same arithmetic compiled for the rotation's kernel: wider vectors,
     // bitwise the same results (no products are fused).
     let work = &mut work[..need];
-    let total = crate::simd::with(rot.kernel(), move || {
-        backward_rows::<T, true>(rot, op, saved, dy, work, &geo, &mut |_, _, _| {})
-    });
+    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
     let nb = dblocks.len();
     for (db, s) in dblocks.iter_mut().zip(total.chunks_exact(4)) {
         db.a = db.a + s[0];
@@ -505,10 +517,26 @@ impl<T: Real> Workspace<T> {
 /// tests observe it; production passes a no-op.
 type StageHook<'h, T> = dyn FnMut(usize, &[T], usize) + 'h;
 
+/// The backward over all row tiles with the tree's fused kernel, rows
+/// transposed by `X`; returns the total gradient set (see
+/// [`backward_rows`]). Inlined into the instruction-set wrappers of
+/// [`crate::simd`].
+#[inline(always)]
+pub(crate) fn backward<'w, T: Real, X: Transposer>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    saved: Saved<'_, T>,
+    dy: &mut [T],
+    work: &'w mut [T],
+    geo: &Geometry,
+) -> &'w [T] {
+    backward_rows::<T, X, true>(rot, op, saved, dy, work, geo, &mut |_, _, _| {})
+}
+
 /// Runs the backward over all row tiles; returns the total gradient set
 /// (`4` entries per block in `[a, b, c, e]` order, then the scaling).
 #[inline(always)]
-fn backward_rows<'w, T: Real, const FUSED: bool>(
+fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     rot: &Rotation<'_, T>,
     op: Op,
     saved: Saved<'_, T>,
@@ -527,8 +555,8 @@ fn backward_rows<'w, T: Real, const FUSED: bool>(
         let w = tw.min(geo.n - r0);
         let rows = r0 * d..(r0 + w) * d;
         let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
-        to_soa(&data[rows.clone()], z, d, w);
-        to_soa(&dy[rows.clone()], g, d, w);
+        gather::<X, T>(&data[rows.clone()], z, w, d);
+        gather::<X, T>(&dy[rows.clone()], g, w, d);
         // Binary counter: this tile's sums land in level `k` (free, since bit
         // `k` of `t` is clear) and absorb levels `0 .. k`.
         let k = t.trailing_ones() as usize;
@@ -545,7 +573,7 @@ fn backward_rows<'w, T: Real, const FUSED: bool>(
                 *o = *o + *v;
             }
         }
-        from_soa(g, &mut dy[rows], d, w);
+        transpose::<X, T, true>(&mut dy[rows], g, w, d);
     }
     // The levels of the set bits of the tile count, low to high.
     let mut bits = (0..geo.levels).filter(|b| geo.tiles >> b & 1 == 1);
@@ -567,15 +595,6 @@ fn to_soa<T: Real>(rows: &[T], buf: &mut [T], d: usize, w: usize) {
     for (l, row) in rows.chunks_exact(d).enumerate() {
         for (i, &v) in row.iter().enumerate() {
             buf[i * w + l] = v;
-        }
-    }
-}
-
-#[inline(always)]
-fn from_soa<T: Real>(buf: &[T], rows: &mut [T], d: usize, w: usize) {
-    for (l, row) in rows.chunks_exact_mut(d).enumerate() {
-        for (i, v) in row.iter_mut().enumerate() {
-            *v = buf[i * w + l];
         }
     }
 }
@@ -1046,6 +1065,7 @@ fn plane_stored<T: Real>(m: Block<T>, si: &[T], sj: &[T], gi: &mut [T], gj: &mut
 mod tests {
     //! The strict backward's recovered stage inputs against the forward's.
     use super::*;
+    use crate::kernel::ByElement;
     use crate::param::blocks_from_angles;
     use crate::{AngleMap, Layout};
     use alloc::{vec, vec::Vec};
@@ -1106,7 +1126,7 @@ mod tests {
                 Layout::Chain | Layout::Tree => (d as f64).sqrt() + 2.0,
                 _ => d as f64,
             };
-        backward_rows::<T, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |k, rec, w| {
+        backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |k, rec, w| {
             seen[k] = true;
             for r in 0..w {
                 let e2: f64 =
@@ -1160,9 +1180,11 @@ mod tests {
             let mut work = vec![T::zero(); geo.workspace_len()];
             let mut g = g0.clone();
             let total = if fused {
-                backward_rows::<T, true>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {}).to_vec()
+                backward_rows::<T, ByElement, true>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {})
+                    .to_vec()
             } else {
-                backward_rows::<T, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {}).to_vec()
+                backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {})
+                    .to_vec()
             };
             g.into_iter().chain(total).map(|v| Real::to_f64(v).to_bits()).collect::<Vec<u64>>()
         };

@@ -550,7 +550,7 @@ impl Transposer for ByElement {
 /// Copies between the row-major `tw x d` rows and the coordinate-major
 /// `d x tw` buffer (`BACK`: buffer to rows), in 8 x 8 blocks.
 #[inline(always)]
-fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut [T], tw: usize, d: usize) {
+pub(crate) fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut [T], tw: usize, d: usize) {
     const B: usize = 8;
     let (lw, dw) = (tw / B * B, d / B * B);
     let mut l0 = 0;
@@ -602,6 +602,35 @@ fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut
             } else {
                 buf[i * tw + l] = rows[l * d + i];
             }
+        }
+    }
+}
+
+/// Copies the row-major `tw x d` rows to the coordinate-major `d x tw`
+/// buffer (read-only rows), in 8 x 8 blocks.
+#[inline(always)]
+pub(crate) fn gather<X: Transposer, T: Real>(rows: &[T], buf: &mut [T], tw: usize, d: usize) {
+    const B: usize = 8;
+    let (lw, dw) = (tw / B * B, d / B * B);
+    let mut l0 = 0;
+    while l0 < lw {
+        let mut i0 = 0;
+        while i0 < dw {
+            if !X::block8(&rows[l0 * d + i0..], d, &mut buf[i0 * tw + l0..], tw) {
+                for ll in 0..B {
+                    for ii in 0..B {
+                        buf[(i0 + ii) * tw + l0 + ll] = rows[(l0 + ll) * d + i0 + ii];
+                    }
+                }
+            }
+            i0 += B;
+        }
+        l0 += B;
+    }
+    for l in 0..tw {
+        let from = if l < lw { dw } else { 0 };
+        for i in from..d {
+            buf[i * tw + l] = rows[l * d + i];
         }
     }
 }
