@@ -40,7 +40,9 @@
 //!   agree with the forward's to rounding: within `2 u sqrt(d) |x|` for the
 //!   chain and the tree from `d = 8` on (`2 u (sqrt(d) + 2) |x|` below, where
 //!   one rotation's forward and inverse roundings alone reach `~3.4 u`), and
-//!   `2 u d |x|` for the full layouts.
+//!   `2 u d |x|` for the full layouts. For the tree, two stages are undone
+//!   per pass over the tile, blocks of four coordinates and their gradients
+//!   held in registers (bitwise the same results as stage by stage).
 //! * [`Saved::Input`] (any rotation, needed for quasi blocks): the forward's
 //!   input `X`. The forward is recomputed tile by tile and the two inputs of
 //!   every block are kept for the tile only: `2 (number of blocks) x w`
@@ -780,8 +782,10 @@ fn reduce<T: Real>(a: [T; LANES]) -> T {
 }
 
 /// Stages of the tree fused per group in the strict backward (log2 of the
-/// register block).
-const TREE_GROUP: usize = 3;
+/// register block). Two, not the forward's three: every rotation here holds
+/// four partial-sum vectors besides the coordinates and their gradients, and
+/// blocks of 8 coordinates spill them (measured slower, `benches/kernels.rs`).
+const TREE_GROUP: usize = 2;
 
 /// The strict backward of the tree over one tile, `TREE_GROUP` stages per
 /// pass: a block of `2^TREE_GROUP` active coordinates (multiples of `2^s0`)
