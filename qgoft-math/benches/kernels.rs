@@ -143,8 +143,9 @@ fn main() {
         rows.extend(forward_rows::<f32>("f32", layout, n, d, reps));
         rows.extend(forward_rows::<f64>("f64", layout, n, d, reps));
     }
-    rows.extend(backward_rows::<f32>("f32", n, 768, 2 * reps));
-    rows.extend(backward_rows::<f64>("f64", n, 768, 2 * reps));
+    // More repetitions: the ratio is of two best times on a loaded machine.
+    rows.extend(backward_rows::<f32>("f32", n, 768, 4 * reps));
+    rows.extend(backward_rows::<f64>("f64", n, 768, 4 * reps));
     for r in &rows {
         r.print();
     }

@@ -40,7 +40,9 @@
 //!   agree with the forward's to rounding: within `2 u sqrt(d) |x|` for the
 //!   chain and the tree from `d = 8` on (`2 u (sqrt(d) + 2) |x|` below, where
 //!   one rotation's forward and inverse roundings alone reach `~3.4 u`), and
-//!   `2 u d |x|` for the full layouts.
+//!   `2 u d |x|` for the full layouts. For the tree, two stages are undone
+//!   per pass over the tile, blocks of four coordinates and their gradients
+//!   held in registers (bitwise the same results as stage by stage).
 //! * [`Saved::Input`] (any rotation, needed for quasi blocks): the forward's
 //!   input `X`. The forward is recomputed tile by tile and the two inputs of
 //!   every block are kept for the tile only: `2 (number of blocks) x w`
@@ -92,6 +94,7 @@
 
 use crate::apply::rotate_lanes;
 use crate::error::{check_finite, check_len, Error, Result};
+use crate::kernel::{gather, transpose, Transposer};
 use crate::{AngleMap, Block, Op, Real, Rotation, Stage};
 
 #[cfg(feature = "alloc")]
@@ -103,6 +106,11 @@ const LANES: usize = 8;
 
 /// Target number of scalars in one tile (`d x w`).
 const TILE_BUDGET: usize = 8192;
+
+/// Target number of scalars in one tile of the strict backward: wider
+/// tiles (more lanes per reduction of the partial sums) while the two tiles
+/// stay in the second-level cache.
+const STRICT_TILE_BUDGET: usize = 49152;
 
 /// Widest tile of rows processed at once.
 const MAX_TILE: usize = 64;
@@ -142,7 +150,7 @@ impl<'a, T> Saved<'a, T> {
 
 /// The sizes of one backward run.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
+pub(crate) struct Geometry {
     d: usize,
     n: usize,
     /// Tile width (rows per tile).
@@ -161,7 +169,11 @@ impl Geometry {
     fn of<T: Real>(rot: &Rotation<'_, T>, saved: &Saved<'_, T>) -> Self {
         let d = rot.dim();
         let n = saved.data().len() / d;
-        let tw = (TILE_BUDGET / d / LANES * LANES).clamp(LANES, MAX_TILE).min(n.max(1));
+        let budget = match saved {
+            Saved::Output(_) => STRICT_TILE_BUDGET,
+            Saved::Input(_) => TILE_BUDGET,
+        };
+        let tw = (budget / d / LANES * LANES).clamp(LANES, MAX_TILE).min(n.max(1));
         let tiles = n.div_ceil(tw);
         let levels = (usize::BITS - tiles.leading_zeros()) as usize;
         let nb = rot.blocks().len();
@@ -282,8 +294,12 @@ pub fn vjp_rows<T: Real>(
     if work.len() < need {
         return Err(Error::ShapeMismatch { what: "gradient workspace", expected: need, found: work.len() });
     }
-    check_finite("saved batch", data)?;
-    check_finite("upstream gradient", dy)?;
+    if !crate::simd::all_finite(rot.kernel(), data) {
+        check_finite("saved batch", data)?;
+    }
+    if !crate::simd::all_finite(rot.kernel(), dy) {
+        check_finite("upstream gradient", dy)?;
+    }
     if let (Saved::Output(_), Some(s)) = (saved, rot.scale()) {
         if let Some(index) = s.iter().position(|v| *v == T::zero()) {
             return Err(Error::SingularScale { index, value: 0.0 });
@@ -295,8 +311,7 @@ pub fn vjp_rows<T: Real>(
     // The same arithmetic compiled for the rotation's kernel: wider vectors,
     // bitwise the same results (no products are fused).
     let work = &mut work[..need];
-    let total =
-        crate::simd::with(rot.kernel(), move || backward_rows(rot, op, saved, dy, work, &geo, &mut |_, _, _| {}));
+    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
     let nb = dblocks.len();
     for (db, s) in dblocks.iter_mut().zip(total.chunks_exact(4)) {
         db.a = db.a + s[0];
@@ -504,10 +519,26 @@ impl<T: Real> Workspace<T> {
 /// tests observe it; production passes a no-op.
 type StageHook<'h, T> = dyn FnMut(usize, &[T], usize) + 'h;
 
+/// The backward over all row tiles with the tree's fused kernel, rows
+/// transposed by `X`; returns the total gradient set (see
+/// [`backward_rows`]). Inlined into the instruction-set wrappers of
+/// [`crate::simd`].
+#[inline(always)]
+pub(crate) fn backward<'w, T: Real, X: Transposer>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    saved: Saved<'_, T>,
+    dy: &mut [T],
+    work: &'w mut [T],
+    geo: &Geometry,
+) -> &'w [T] {
+    backward_rows::<T, X, true>(rot, op, saved, dy, work, geo, &mut |_, _, _| {})
+}
+
 /// Runs the backward over all row tiles; returns the total gradient set
 /// (`4` entries per block in `[a, b, c, e]` order, then the scaling).
 #[inline(always)]
-fn backward_rows<'w, T: Real>(
+fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     rot: &Rotation<'_, T>,
     op: Op,
     saved: Saved<'_, T>,
@@ -526,15 +557,15 @@ fn backward_rows<'w, T: Real>(
         let w = tw.min(geo.n - r0);
         let rows = r0 * d..(r0 + w) * d;
         let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
-        to_soa(&data[rows.clone()], z, d, w);
-        to_soa(&dy[rows.clone()], g, d, w);
+        gather::<X, T>(&data[rows.clone()], z, w, d);
+        gather::<X, T>(&dy[rows.clone()], g, w, d);
         // Binary counter: this tile's sums land in level `k` (free, since bit
         // `k` of `t` is clear) and absorb levels `0 .. k`.
         let k = t.trailing_ones() as usize;
         let (lower, upper) = levels.split_at_mut(k * gl);
         let out = &mut upper[..gl];
         match saved {
-            Saved::Output(_) => tile_recover(rot, op, z, g, w, out, hook),
+            Saved::Output(_) => tile_recover::<T, FUSED>(rot, op, z, g, w, out, hook),
             Saved::Input(_) => {
                 tile_recompute(rot, op, &data[rows.clone()], z, g, &mut save[..geo.save_len / tw * w], w, out)
             }
@@ -544,7 +575,7 @@ fn backward_rows<'w, T: Real>(
                 *o = *o + *v;
             }
         }
-        from_soa(g, &mut dy[rows], d, w);
+        transpose::<X, T, true>(&mut dy[rows], g, w, d);
     }
     // The levels of the set bits of the tile count, low to high.
     let mut bits = (0..geo.levels).filter(|b| geo.tiles >> b & 1 == 1);
@@ -566,15 +597,6 @@ fn to_soa<T: Real>(rows: &[T], buf: &mut [T], d: usize, w: usize) {
     for (l, row) in rows.chunks_exact(d).enumerate() {
         for (i, &v) in row.iter().enumerate() {
             buf[i * w + l] = v;
-        }
-    }
-}
-
-#[inline(always)]
-fn from_soa<T: Real>(buf: &[T], rows: &mut [T], d: usize, w: usize) {
-    for (l, row) in rows.chunks_exact_mut(d).enumerate() {
-        for (i, v) in row.iter_mut().enumerate() {
-            *v = buf[i * w + l];
         }
     }
 }
@@ -611,7 +633,7 @@ fn pair<T>(buf: &mut [T], i: usize, j: usize, w: usize) -> (&mut [T], &mut [T]) 
 /// the recovered inputs) and the upstream gradient `g` (overwritten by the
 /// input gradient).
 #[inline(always)]
-fn tile_recover<T: Real>(
+fn tile_recover<T: Real, const FUSED: bool>(
     rot: &Rotation<'_, T>,
     op: Op,
     z: &mut [T],
@@ -622,6 +644,18 @@ fn tile_recover<T: Real>(
 ) {
     let d = rot.dim();
     let nb = rot.blocks().len();
+    if FUSED && rot.layout() == crate::Layout::Tree {
+        // The stage hook is not called here: a group's stages are done
+        // together (the tests compare this with the plain walk).
+        if op == Op::Transpose {
+            scale_back(rot, z, g, w, &mut out[4 * nb..], true);
+            tree_recover(rot, op, z, g, w, out);
+        } else {
+            tree_recover(rot, op, z, g, w, out);
+            scale_back(rot, z, g, w, &mut out[4 * nb..], true);
+        }
+        return;
+    }
     let stage = |st: Stage, z: &mut [T], g: &mut [T], out: &mut [T]| {
         for (t, p) in st.planes().enumerate() {
             let k = st.offset + t;
@@ -747,6 +781,171 @@ fn reduce<T: Real>(a: [T; LANES]) -> T {
     ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }
 
+/// Stages of the tree fused per group in the strict backward (log2 of the
+/// register block). Two, not the forward's three: every rotation here holds
+/// four partial-sum vectors besides the coordinates and their gradients, and
+/// blocks of 8 coordinates spill them (measured slower, `benches/kernels.rs`).
+const TREE_GROUP: usize = 2;
+
+/// The strict backward of the tree over one tile, `TREE_GROUP` stages per
+/// pass: a block of `2^TREE_GROUP` active coordinates (multiples of `2^s0`)
+/// and their gradients stay in registers for `LANES` lanes while the
+/// group's stages are undone, each rotation's products accumulated in its
+/// own `LANES` partial sums. Every rotation sees the same operations in the
+/// same order as in [`plane_recover`], so the results are bitwise those of
+/// the stage-by-stage walk.
+#[inline(always)]
+fn tree_recover<T: Real>(rot: &Rotation<'_, T>, op: Op, z: &mut [T], g: &mut [T], w: usize, out: &mut [T]) {
+    let d = rot.dim();
+    let ns = crate::Layout::Tree.num_stages(d);
+    let groups = ns.div_ceil(TREE_GROUP);
+    // Undoing R^T walks the stages in parameter order, undoing R backwards.
+    let asc = op == Op::Transpose;
+    for gi in 0..groups {
+        let gi = if asc { gi } else { groups - 1 - gi };
+        let s0 = gi * TREE_GROUP;
+        match (ns - s0).min(TREE_GROUP) {
+            1 => tree_group_recover::<T, 2>(rot, op, z, g, w, out, s0, asc),
+            2 => tree_group_recover::<T, 4>(rot, op, z, g, w, out, s0, asc),
+            _ => tree_group_recover::<T, 8>(rot, op, z, g, w, out, s0, asc),
+        }
+    }
+}
+
+/// Stages `s0 .. s0 + log2 N` of the tree's strict backward (see
+/// [`tree_recover`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tree_group_recover<T: Real, const N: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    z: &mut [T],
+    g: &mut [T],
+    w: usize,
+    out: &mut [T],
+    s0: usize,
+    asc: bool,
+) {
+    let d = rot.dim();
+    let k = N.trailing_zeros() as usize;
+    let h = 1usize << s0;
+    let m = d.div_ceil(h);
+    let blocks = rot.blocks();
+    let mut offs = [0usize; 8];
+    for (kk, o) in offs.iter_mut().enumerate().take(k) {
+        *o = crate::Layout::Tree.stage(d, s0 + kk).offset;
+    }
+    let full = w - w % LANES;
+    let whole = m / N;
+    for blk in 0..whole {
+        let b0 = blk * N;
+        // The block's rotations in the order they are undone: step block,
+        // parameter index, and local plane.
+        let mut cb = [Block::identity(); N];
+        let mut idx = [0usize; N];
+        let mut r = 0;
+        for step in 0..k {
+            let kk = if asc { step } else { k - 1 - step };
+            for t in 0..N >> (kk + 1) {
+                let q = offs[kk] + ((b0 + (t << (kk + 1))) >> (kk + 1));
+                cb[r] = step_block(op, blocks[q]);
+                idx[r] = q;
+                r += 1;
+            }
+        }
+        let mut acc = [[[T::zero(); LANES]; 4]; N];
+        let mut c = 0;
+        while c < full {
+            let mut zv = [[T::zero(); LANES]; N];
+            let mut gv = [[T::zero(); LANES]; N];
+            for a in 0..N {
+                let at = (b0 + a) * h * w + c;
+                zv[a].copy_from_slice(&z[at..at + LANES]);
+                gv[a].copy_from_slice(&g[at..at + LANES]);
+            }
+            if asc {
+                tree_block_recover::<T, N, true>(&cb, &mut zv, &mut gv, &mut acc);
+            } else {
+                tree_block_recover::<T, N, false>(&cb, &mut zv, &mut gv, &mut acc);
+            }
+            for a in 0..N {
+                let at = (b0 + a) * h * w + c;
+                z[at..at + LANES].copy_from_slice(&zv[a]);
+                g[at..at + LANES].copy_from_slice(&gv[a]);
+            }
+            c += LANES;
+        }
+        if full < w {
+            // Zero-padded tail: padded lanes contribute nothing.
+            let rem = w - full;
+            let mut zv = [[T::zero(); LANES]; N];
+            let mut gv = [[T::zero(); LANES]; N];
+            for a in 0..N {
+                let at = (b0 + a) * h * w + full;
+                zv[a][..rem].copy_from_slice(&z[at..at + rem]);
+                gv[a][..rem].copy_from_slice(&g[at..at + rem]);
+            }
+            if asc {
+                tree_block_recover::<T, N, true>(&cb, &mut zv, &mut gv, &mut acc);
+            } else {
+                tree_block_recover::<T, N, false>(&cb, &mut zv, &mut gv, &mut acc);
+            }
+            for a in 0..N {
+                let at = (b0 + a) * h * w + full;
+                z[at..at + rem].copy_from_slice(&zv[a][..rem]);
+                g[at..at + rem].copy_from_slice(&gv[a][..rem]);
+            }
+        }
+        for r in 0..N - 1 {
+            put_block(op, out, idx[r], acc[r].map(reduce));
+        }
+    }
+    // The last, partial block: plane by plane where the partner exists.
+    let b0 = whole * N;
+    if b0 < m {
+        for step in 0..k {
+            let kk = if asc { step } else { k - 1 - step };
+            let gap = 1usize << kk;
+            let mut i = b0;
+            while i + gap < m {
+                let q = offs[kk] + (i >> (kk + 1));
+                let (zi, zj) = pair(z, i * h, (i + gap) * h, w);
+                let (gi, gj) = pair(g, i * h, (i + gap) * h, w);
+                put_block(op, out, q, plane_recover(step_block(op, blocks[q]), zi, zj, gi, gj));
+                i += 2 * gap;
+            }
+        }
+    }
+}
+
+/// The `log2 N` stages of one register block of the strict backward, in
+/// parameter order (`ASC`) or reversed; `cb` holds the step blocks in the
+/// order they are undone, `acc[r]` the partial sums of rotation `r`.
+#[inline(always)]
+fn tree_block_recover<T: Real, const N: usize, const ASC: bool>(
+    cb: &[Block<T>; N],
+    zv: &mut [[T; LANES]; N],
+    gv: &mut [[T; LANES]; N],
+    acc: &mut [[[T; LANES]; 4]; N],
+) {
+    let k = N.trailing_zeros() as usize;
+    let mut r = 0;
+    for step in 0..k {
+        let kk = if ASC { step } else { k - 1 - step };
+        let gap = 1usize << kk;
+        for t in 0..N >> (kk + 1) {
+            let i = t << (kk + 1);
+            let (mut u, mut v, mut p, mut q) = (zv[i], zv[i + gap], gv[i], gv[i + gap]);
+            lanes_recover(&cb[r], &mut u, &mut v, &mut p, &mut q, &mut acc[r]);
+            zv[i] = u;
+            zv[i + gap] = v;
+            gv[i] = p;
+            gv[i + gap] = q;
+            r += 1;
+        }
+    }
+}
+
 /// One step of the strict backward for `LANES` lanes: recover the input
 /// `M^T z'`, accumulate `g' z^T`, propagate `M^T g'`.
 #[inline(always)]
@@ -870,6 +1069,7 @@ fn plane_stored<T: Real>(m: Block<T>, si: &[T], sj: &[T], gi: &mut [T], gj: &mut
 mod tests {
     //! The strict backward's recovered stage inputs against the forward's.
     use super::*;
+    use crate::kernel::ByElement;
     use crate::param::blocks_from_angles;
     use crate::{AngleMap, Layout};
     use alloc::{vec, vec::Vec};
@@ -930,7 +1130,7 @@ mod tests {
                 Layout::Chain | Layout::Tree => (d as f64).sqrt() + 2.0,
                 _ => d as f64,
             };
-        backward_rows(&rot, op, saved, &mut g, &mut work, &geo, &mut |k, rec, w| {
+        backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |k, rec, w| {
             seen[k] = true;
             for r in 0..w {
                 let e2: f64 =
@@ -957,6 +1157,73 @@ mod tests {
 
     recovery_props!(recovered_stage_inputs_f32, f32);
     recovery_props!(recovered_stage_inputs_f64, f64);
+
+    /// The fused strict backward (tree) against the stage-by-stage walk:
+    /// input gradients and block and scaling gradients, bitwise (the same
+    /// operations in the same order; only the loop nesting differs).
+    fn fused_matches_plain<T: Real>(d: usize, n: usize, transpose: bool, scaled: bool, seed: u64) {
+        let op = if transpose { Op::Transpose } else { Op::Forward };
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            <T as Real>::from_f64(((state >> 11) as f64 / (1u64 << 53) as f64) * 6.0 - 3.0)
+        };
+        let layout = Layout::Tree;
+        let params: Vec<T> = (0..layout.num_rotations(d)).map(|_| next()).collect();
+        let mut blocks = vec![Block::identity(); params.len()];
+        blocks_from_angles(AngleMap::Raw, &params, &mut blocks).unwrap();
+        let sc: Vec<T> = (0..d).map(|_| next() / <T as Real>::from_f64(6.0) + <T as Real>::from_f64(1.0)).collect();
+        let rot = Rotation::strict(layout, d, &blocks, if scaled { Some(&sc[..]) } else { None }).unwrap();
+        let x: Vec<T> = (0..n * d).map(|_| next()).collect();
+        let mut y = x.clone();
+        rot.apply_rows(op, &mut y).unwrap();
+        let g0: Vec<T> = (0..n * d).map(|_| next()).collect();
+        let saved = Saved::Output(&y[..]);
+        let geo = Geometry::of(&rot, &saved);
+        let run = |fused: bool| {
+            let mut work = vec![T::zero(); geo.workspace_len()];
+            let mut g = g0.clone();
+            let total = if fused {
+                backward_rows::<T, ByElement, true>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {})
+                    .to_vec()
+            } else {
+                backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {})
+                    .to_vec()
+            };
+            g.into_iter().chain(total).map(|v| Real::to_f64(v).to_bits()).collect::<Vec<u64>>()
+        };
+        let (fused, plain) = (run(true), run(false));
+        assert_eq!(fused.len(), plain.len());
+        for (i, (a, b)) in fused.iter().zip(&plain).enumerate() {
+            assert_eq!(a, b, "d={d} n={n} {op:?} scaled={scaled}: entry {i} of the gradients differs");
+        }
+    }
+
+    macro_rules! fused_props {
+        ($name:ident, $t:ty) => {
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(64))]
+                #[test]
+                fn $name(d in 1usize..=140, n in 1usize..=150, transpose in any::<bool>(),
+                         scaled in any::<bool>(), seed in any::<u64>()) {
+                    fused_matches_plain::<$t>(d, n, transpose, scaled, seed);
+                }
+            }
+        };
+    }
+
+    fused_props!(fused_tree_backward_matches_plain_f32, f32);
+    fused_props!(fused_tree_backward_matches_plain_f64, f64);
+
+    /// Sizes with whole register blocks in every group, several tiles and a
+    /// partial lane chunk, which small random sizes rarely combine.
+    #[test]
+    fn fused_tree_backward_matches_plain_on_large_sizes() {
+        for (d, n) in [(512, 70), (768, 21), (1000, 19), (4096, 9)] {
+            fused_matches_plain::<f32>(d, n, true, false, d as u64);
+            fused_matches_plain::<f64>(d, n, false, true, n as u64);
+        }
+    }
 
     /// How close the recovery comes to its bound (printed with --nocapture).
     #[test]

@@ -550,7 +550,7 @@ impl Transposer for ByElement {
 /// Copies between the row-major `tw x d` rows and the coordinate-major
 /// `d x tw` buffer (`BACK`: buffer to rows), in 8 x 8 blocks.
 #[inline(always)]
-fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut [T], tw: usize, d: usize) {
+pub(crate) fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut [T], tw: usize, d: usize) {
     const B: usize = 8;
     let (lw, dw) = (tw / B * B, d / B * B);
     let mut l0 = 0;
@@ -602,6 +602,35 @@ fn transpose<X: Transposer, T: Real, const BACK: bool>(rows: &mut [T], buf: &mut
             } else {
                 buf[i * tw + l] = rows[l * d + i];
             }
+        }
+    }
+}
+
+/// Copies the row-major `tw x d` rows to the coordinate-major `d x tw`
+/// buffer (read-only rows), in 8 x 8 blocks.
+#[inline(always)]
+pub(crate) fn gather<X: Transposer, T: Real>(rows: &[T], buf: &mut [T], tw: usize, d: usize) {
+    const B: usize = 8;
+    let (lw, dw) = (tw / B * B, d / B * B);
+    let mut l0 = 0;
+    while l0 < lw {
+        let mut i0 = 0;
+        while i0 < dw {
+            if !X::block8(&rows[l0 * d + i0..], d, &mut buf[i0 * tw + l0..], tw) {
+                for ll in 0..B {
+                    for ii in 0..B {
+                        buf[(i0 + ii) * tw + l0 + ll] = rows[(l0 + ll) * d + i0 + ii];
+                    }
+                }
+            }
+            i0 += B;
+        }
+        l0 += B;
+    }
+    for l in 0..tw {
+        let from = if l < lw { dw } else { 0 };
+        for i in from..d {
+            buf[i * tw + l] = rows[l * d + i];
         }
     }
 }
@@ -811,9 +840,12 @@ mod tests {
     #[test]
     fn backward_is_bitwise_the_same_on_every_kernel() {
         use crate::grad::{vjp_rows, workspace_len, Saved};
-        for (layout, d, n, quasi) in
-            [(Layout::Tree, 37, 70, false), (Layout::Chain, 20, 33, true), (Layout::Full, 9, 17, true)]
-        {
+        for (layout, d, n, quasi) in [
+            (Layout::Tree, 37, 70, false),
+            (Layout::Tree, 300, 70, false),
+            (Layout::Chain, 20, 33, true),
+            (Layout::Full, 9, 17, true),
+        ] {
             let mut seed = d as u64;
             let bl = blocks::<f64>(layout.num_rotations(d), quasi, &mut seed);
             let x: Vec<f64> = (0..n * d).map(|_| rng(&mut seed)).collect();
@@ -825,16 +857,23 @@ mod tests {
                         .expect("rotation")
                         .with_kernel(k)
                         .expect("available");
-                let saved = Saved::Input(&x[..]);
-                let mut g = g0.clone();
-                let mut db = alloc::vec![Block::default(); bl.len()];
-                let mut work = alloc::vec![0.0; workspace_len(&rot, saved)];
-                vjp_rows(&rot, Op::Transpose, saved, &mut g, &mut db, None, &mut work).expect("vjp");
-                let flat: Vec<u64> = g
-                    .iter()
-                    .chain(db.iter().flat_map(|b| b.to_array().to_vec().into_iter()).collect::<Vec<_>>().iter())
-                    .map(|v| v.to_bits())
-                    .collect();
+                // The strict backward from the output too (the fused tree),
+                // the same output for every kernel (the portable forward's).
+                let mut y = x.clone();
+                rot.with_kernel(Kernel::Portable).expect("portable").apply_rows(Op::Transpose, &mut y).expect("fwd");
+                let strict = [Saved::Input(&x[..]), Saved::Output(&y[..])];
+                let mut flat = Vec::new();
+                for saved in strict.into_iter().take(if quasi { 1 } else { 2 }) {
+                    let mut g = g0.clone();
+                    let mut db = alloc::vec![Block::default(); bl.len()];
+                    let mut work = alloc::vec![0.0; workspace_len(&rot, saved)];
+                    vjp_rows(&rot, Op::Transpose, saved, &mut g, &mut db, None, &mut work).expect("vjp");
+                    flat.extend(
+                        g.iter()
+                            .chain(db.iter().flat_map(|b| b.to_array()).collect::<Vec<_>>().iter())
+                            .map(|v| v.to_bits()),
+                    );
+                }
                 results.push(flat);
             }
             assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?}");

@@ -13,6 +13,7 @@
 #![allow(unsafe_code)]
 
 use crate::apply::Op;
+use crate::grad::{Geometry, Saved};
 use crate::kernel::Kernel;
 use crate::{Real, Rotation};
 
@@ -99,27 +100,35 @@ pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
     crate::kernel::all_finite(xs)
 }
 
-/// Runs `f` (a safe, generic computation whose body is inlined) compiled
-/// for the kernel `k`'s instruction set when it is available, as is
-/// otherwise. Arithmetic written as separate products and sums is not
-/// contracted into FMAs, so the result is bitwise that of the portable
-/// build; only the vector width changes.
+/// The backward of [`crate::grad::vjp_rows`] over all tiles, compiled for
+/// the kernel `k`'s instruction set when it is available (the portable build
+/// otherwise). Its arithmetic is written as separate products and sums,
+/// which are not contracted into FMAs: the result is bitwise that of the
+/// portable build; only the vector width and the transposes change.
 #[inline]
-pub(crate) fn with<R>(k: Kernel, f: impl FnOnce() -> R) -> R {
+pub(crate) fn backward<'w, T: Real>(
+    k: Kernel,
+    rot: &Rotation<'_, T>,
+    op: Op,
+    saved: Saved<'_, T>,
+    dy: &mut [T],
+    work: &'w mut [T],
+    geo: &Geometry,
+) -> &'w [T] {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     match k {
         Kernel::Avx2 if available(Kernel::Avx2) => {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
-            return unsafe { x86::with_avx2(f) };
+            return unsafe { x86::backward_avx2(rot, op, saved, dy, work, geo) };
         }
         Kernel::Avx512 if available(Kernel::Avx512) => {
             // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            return unsafe { x86::with_avx512(f) };
+            return unsafe { x86::backward_avx512(rot, op, saved, dy, work, geo) };
         }
         _ => {}
     }
     let _ = k;
-    f()
+    crate::grad::backward::<T, crate::kernel::ByElement>(rot, op, saved, dy, work, geo)
 }
 
 /// [`crate::decompose`]'s factorisation compiled for AVX2 when the processor
@@ -162,6 +171,7 @@ pub(crate) fn rebuild<T: Real>(
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 mod x86 {
     use crate::apply::Op;
+    use crate::grad::{Geometry, Saved};
     use crate::kernel::{rows, run, Fused, Transposer};
     use crate::{Real, Rotation};
     use core::any::TypeId;
@@ -270,15 +280,29 @@ mod x86 {
     /// # Safety
     /// The processor must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-        f()
+    pub(super) unsafe fn backward_avx2<'w, T: Real>(
+        rot: &Rotation<'_, T>,
+        op: Op,
+        saved: Saved<'_, T>,
+        dy: &mut [T],
+        work: &'w mut [T],
+        geo: &Geometry,
+    ) -> &'w [T] {
+        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
     }
 
     /// # Safety
     /// The processor must support AVX-512 F and VL, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    pub(super) unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
-        f()
+    pub(super) unsafe fn backward_avx512<'w, T: Real>(
+        rot: &Rotation<'_, T>,
+        op: Op,
+        saved: Saved<'_, T>,
+        dy: &mut [T],
+        work: &'w mut [T],
+        geo: &Geometry,
+    ) -> &'w [T] {
+        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
     }
 
     /// 8 x 8 transposes with AVX shuffles. Only instantiated inside the
