@@ -20,35 +20,12 @@
 //! `benches/decompose.rs`.
 
 use qgoft_math::kernel::Kernel;
-use qgoft_math::{AngleMap, Layout, Op, Real, RotationBuf};
+use qgoft_math::{Layout, Op};
 use std::hint::black_box;
 use std::time::Instant;
 
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
-fn data<T: Real>(len: usize, seed: u64) -> Vec<T> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            T::from_f64((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
-        })
-        .collect()
-}
-
-fn rotation<T: Real>(layout: Layout, d: usize) -> RotationBuf<T> {
-    let params = data::<T>(layout.num_rotations(d), 1);
-    RotationBuf::from_angles(layout, d, AngleMap::PiTanh, &params, None).expect("rotation")
-}
+mod common;
+use common::{best, data, rotation};
 
 // ---------------------------------------------------------------------------
 // Machine limits.
