@@ -77,7 +77,7 @@ impl Op {
     }
 
     #[inline]
-    fn inverts(self) -> bool {
+    pub(crate) fn inverts(self) -> bool {
         matches!(self, Op::Inverse | Op::InverseTranspose)
     }
 }
@@ -473,6 +473,20 @@ impl<'a, T: Real> Rotation<'a, T> {
             }
         }
         Ok(())
+    }
+
+    /// The tree's stages `s0 ..` as a tree of their own: they act on the
+    /// multiples of `2^s0` only, which form the tree of `ceil(d / 2^s0)`
+    /// coordinates with the remaining parameters (no scaling).
+    pub(crate) fn sub_tree(&self, s0: usize) -> Self {
+        debug_assert_eq!(self.layout, Layout::Tree);
+        let offset = if s0 < Layout::Tree.num_stages(self.d) {
+            Layout::Tree.stage(self.d, s0).offset
+        } else {
+            self.blocks.len()
+        };
+        let d = self.d.div_ceil(1 << s0);
+        Self { layout: Layout::Tree, d, blocks: &self.blocks[offset..], scale: None, strict: self.strict, kernel: self.kernel }
     }
 
     /// The block that `op` applies for block `b`.

@@ -517,6 +517,15 @@ fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, c
     let mut finite = true;
     let mut scratch = [T::zero(); S];
     let mut r0 = 0;
+    // Whole groups of 8 rows of the tree in one pass (the buffer holds only
+    // the blocks' leaders there: up to 64 rows at a time).
+    if fused_rows_fit(rot) {
+        let ft = (S / (d / ROW_BLOCK) / ROW_BLOCK * ROW_BLOCK).min(MAX_FUSED_ROWS);
+        if ft >= ROW_BLOCK {
+            r0 = n / ROW_BLOCK * ROW_BLOCK;
+            finite &= tree_rows_fused::<M, X, T, WT, WC>(rot, op, &mut x[..r0 * d], ft, &mut scratch);
+        }
+    }
     while r0 < n {
         let tw = tile.min(n - r0);
         let rows = &mut x[r0 * d..(r0 + tw) * d];
@@ -528,6 +537,196 @@ fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, c
         r0 += tw;
     }
     finite
+}
+
+/// Coordinates (and rows) of the register blocks of the fused row kernels.
+pub(crate) const ROW_BLOCK: usize = 8;
+
+/// Most rows the fused row kernels take per pass (rows of one pass share
+/// each register block's coefficients).
+pub(crate) const MAX_FUSED_ROWS: usize = 64;
+
+/// Whether the fused row kernels apply: the tree with `d` a multiple of
+/// [`ROW_BLOCK`], so that its first three stages act inside whole blocks of
+/// 8 coordinates.
+#[inline(always)]
+pub(crate) fn fused_rows_fit<T: Real>(rot: &Rotation<'_, T>) -> bool {
+    let d = rot.dim();
+    rot.layout() == Layout::Tree && d >= ROW_BLOCK && d % ROW_BLOCK == 0
+}
+
+/// The 8 x 8 block of `src` (rows `l`, coordinates `a`, row stride `ss`)
+/// transposed into registers: `v[a][l]`.
+#[inline(always)]
+pub(crate) fn load_block<X: Transposer, T: Real>(src: &[T], ss: usize) -> [[T; ROW_BLOCK]; ROW_BLOCK] {
+    let mut v = [[T::zero(); ROW_BLOCK]; ROW_BLOCK];
+    let flat = v.as_flattened_mut();
+    if !X::block8(src, ss, flat, ROW_BLOCK) {
+        for l in 0..ROW_BLOCK {
+            for a in 0..ROW_BLOCK {
+                flat[a * ROW_BLOCK + l] = src[l * ss + a];
+            }
+        }
+    }
+    v
+}
+
+/// Stores the register block `v[a][l]` back to rows `l`, coordinates `a` of
+/// `dst` (row stride `ds`).
+#[inline(always)]
+pub(crate) fn store_block<X: Transposer, T: Real>(v: &[[T; ROW_BLOCK]; ROW_BLOCK], dst: &mut [T], ds: usize) {
+    let flat = v.as_flattened();
+    if !X::block8(flat, ROW_BLOCK, dst, ds) {
+        for l in 0..ROW_BLOCK {
+            for a in 0..ROW_BLOCK {
+                dst[l * ds + a] = flat[a * ROW_BLOCK + l];
+            }
+        }
+    }
+}
+
+/// The coefficients of the first three tree stages inside the 8-coordinate
+/// block starting at `b0`, in the order `op` applies them (`ASC`: stage
+/// order), and their parameter indices.
+#[inline(always)]
+pub(crate) fn first_stages<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    b0: usize,
+    asc: bool,
+    offs: &[usize; 3],
+    map: impl Fn(Op, Block<T>) -> Block<T>,
+) -> ([Block<T>; ROW_BLOCK], [usize; ROW_BLOCK]) {
+    let blocks = rot.blocks();
+    let mut cb = [Block::identity(); ROW_BLOCK];
+    let mut idx = [0usize; ROW_BLOCK];
+    let mut r = 0;
+    for step in 0..3 {
+        let kk = if asc { step } else { 2 - step };
+        for t in 0..ROW_BLOCK >> (kk + 1) {
+            let q = offs[kk] + ((b0 + (t << (kk + 1))) >> (kk + 1));
+            cb[r] = map(op, blocks[q]);
+            idx[r] = q;
+            r += 1;
+        }
+    }
+    (cb, idx)
+}
+
+/// Parameter offsets of the tree's first three stages (`d >= 8`).
+#[inline(always)]
+pub(crate) fn first_offsets(d: usize) -> [usize; 3] {
+    [0, Layout::Tree.stage(d, 1).offset, Layout::Tree.stage(d, 2).offset]
+}
+
+/// The tree on the row-major rows of `x` (`d` a multiple of 8, the number
+/// of rows a multiple of 8), `tw` rows (a multiple of 8) per pass. Each
+/// pass goes once over its rows: 8 x 8 blocks (8 rows, 8 coordinates) are
+/// transposed into registers, the first three stages applied there, and
+/// transposed back; the later stages act only on each block's first
+/// coordinate (its leader), gathered into `lead` (`d / 8` coordinates of
+/// `tw` lanes) and done with the structure-of-arrays kernel, before the
+/// pass for the descending operators, after it for the ascending ones.
+/// Every rotation is evaluated as in [`run`] (bitwise the same results).
+/// Returns whether every output is finite.
+#[inline(always)]
+fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    x: &mut [T],
+    tw: usize,
+    lead: &mut [T],
+) -> bool {
+    const B: usize = ROW_BLOCK;
+    let d = rot.dim();
+    let q = d / B;
+    let n = x.len() / d;
+    let sub = rot.sub_tree(3);
+    let asc = op.ascending();
+    let offs = first_offsets(d);
+    let inverts = op.inverts();
+    let mut finite = true;
+    let mut r0 = 0;
+    while r0 < n {
+        let w = tw.min(n - r0);
+        let rows = &mut x[r0 * d..(r0 + w) * d];
+        let lead = &mut lead[..q * w];
+        if !asc {
+            gather_leaders(rows, lead, d, w);
+            run::<M, T, WT, WC>(&sub, op, lead, w, 0, w);
+        }
+        for b in 0..q {
+            let (cb, _) = first_stages(rot, op, b * B, asc, &offs, |op, blk| rot.effective(op, blk));
+            let sc = rot.scale().map(|s| {
+                let mut a = [T::one(); B];
+                a.copy_from_slice(&s[b * B..b * B + B]);
+                a
+            });
+            let mut k = 0;
+            while k < w {
+                let at = k * d + b * B;
+                let mut v = load_block::<X, T>(&rows[at..], d);
+                if asc {
+                    if let Some(sc) = &sc {
+                        scale_block(&mut v, sc, inverts);
+                    }
+                    tree_block::<M, T, B, B, true>(&mut v, &cb);
+                    lead[b * w + k..b * w + k + B].copy_from_slice(&v[0]);
+                } else {
+                    v[0].copy_from_slice(&lead[b * w + k..b * w + k + B]);
+                    tree_block::<M, T, B, B, false>(&mut v, &cb);
+                    if let Some(sc) = &sc {
+                        scale_block(&mut v, sc, inverts);
+                    }
+                }
+                finite &= all_finite(v.as_flattened());
+                store_block::<X, T>(&v, &mut rows[at..], d);
+                k += B;
+            }
+        }
+        if asc {
+            run::<M, T, WT, WC>(&sub, op, lead, w, 0, w);
+            finite &= all_finite(lead);
+            scatter_leaders(rows, lead, d, w);
+        }
+        r0 += w;
+    }
+    finite
+}
+
+/// `lead[b * w + r] = rows[r * d + 8 b]`.
+#[inline(always)]
+pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, w: usize) {
+    let q = d / ROW_BLOCK;
+    for (r, row) in rows.chunks_exact(d).enumerate().take(w) {
+        for b in 0..q {
+            lead[b * w + r] = row[b * ROW_BLOCK];
+        }
+    }
+}
+
+/// `rows[r * d + 8 b] = lead[b * w + r]`.
+#[inline(always)]
+pub(crate) fn scatter_leaders<T: Real>(rows: &mut [T], lead: &[T], d: usize, w: usize) {
+    let q = d / ROW_BLOCK;
+    for (r, row) in rows.chunks_exact_mut(d).enumerate().take(w) {
+        for b in 0..q {
+            row[b * ROW_BLOCK] = lead[b * w + r];
+        }
+    }
+}
+
+/// Coordinate `a` of every lane times `sc[a]` (divided, for the inverses),
+/// as [`Rotation::scale_lanes`] does.
+#[inline(always)]
+pub(crate) fn scale_block<T: Real>(v: &mut [[T; ROW_BLOCK]; ROW_BLOCK], sc: &[T; ROW_BLOCK], inverts: bool) {
+    for (va, &s) in v.iter_mut().zip(sc) {
+        if inverts {
+            va.iter_mut().for_each(|x| *x = *x / s);
+        } else {
+            va.iter_mut().for_each(|x| *x = *x * s);
+        }
+    }
 }
 
 /// Transposes 8 x 8 blocks with the instruction set's shuffles.
@@ -877,6 +1076,51 @@ mod tests {
                 results.push(flat);
             }
             assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?}");
+        }
+    }
+
+    /// The fused row kernel of the tree evaluates every rotation as the
+    /// structure-of-arrays kernel does: rows and columns agree bitwise for
+    /// every kernel, operator, block kind and scaling.
+    #[test]
+    fn fused_tree_rows_are_bitwise_the_column_kernel() {
+        fn check<T: Real>(d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) {
+            let mut seed = seed;
+            let bl = blocks::<T>(d - 1, quasi, &mut seed);
+            let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+            let scale = if scaled { Some(&sc[..]) } else { None };
+            let rot = if quasi { Rotation::quasi(Layout::Tree, d, &bl, scale) } else { Rotation::strict(Layout::Tree, d, &bl, scale) }
+                .expect("rotation");
+            let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let r = rot.with_kernel(k).expect("available");
+                for op in OPS {
+                    let mut rows = x.clone();
+                    r.apply_rows(op, &mut rows).expect("rows");
+                    let mut cols = alloc::vec![T::zero(); n * d];
+                    for l in 0..n {
+                        for i in 0..d {
+                            cols[i * n + l] = x[l * d + i];
+                        }
+                    }
+                    r.apply_cols(op, &mut cols, n).expect("cols");
+                    for l in 0..n {
+                        for i in 0..d {
+                            assert_eq!(
+                                rows[l * d + i].to_f64().to_bits(),
+                                cols[i * n + l].to_f64().to_bits(),
+                                "{k:?} {op:?} d={d} n={n} quasi={quasi} scaled={scaled} row {l} coordinate {i}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (d, n) in [(8, 8), (16, 24), (24, 17), (64, 64), (128, 72), (136, 9), (768, 20), (2048, 16), (4096, 8)] {
+            for (quasi, scaled) in [(false, false), (false, true), (true, false), (true, true)] {
+                check::<f32>(d, n, quasi, scaled, (d * n) as u64);
+                check::<f64>(d, n, quasi, scaled, (d + n) as u64);
+            }
         }
     }
 
