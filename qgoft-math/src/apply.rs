@@ -486,7 +486,14 @@ impl<'a, T: Real> Rotation<'a, T> {
             self.blocks.len()
         };
         let d = self.d.div_ceil(1 << s0);
-        Self { layout: Layout::Tree, d, blocks: &self.blocks[offset..], scale: None, strict: self.strict, kernel: self.kernel }
+        Self {
+            layout: Layout::Tree,
+            d,
+            blocks: &self.blocks[offset..],
+            scale: None,
+            strict: self.strict,
+            kernel: self.kernel,
+        }
     }
 
     /// The block that `op` applies for block `b`.

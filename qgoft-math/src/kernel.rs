@@ -94,6 +94,8 @@ impl Kernel {
 
 /// How a rotation's two outputs are evaluated.
 pub(crate) trait Arith {
+    /// Whether one product is fused into a multiply-add.
+    const FUSED: bool;
     fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T);
 }
 
@@ -105,6 +107,7 @@ pub(crate) struct Plain;
 pub(crate) struct Fused;
 
 impl Arith for Plain {
+    const FUSED: bool = false;
     #[inline(always)]
     fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
         (b.a * p + b.b * q, b.c * p + b.e * q)
@@ -112,6 +115,7 @@ impl Arith for Plain {
 }
 
 impl Arith for Fused {
+    const FUSED: bool = true;
     #[inline(always)]
     fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
         (b.a.mul_add(p, b.b * q), b.c.mul_add(p, b.e * q))
@@ -519,12 +523,9 @@ fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, c
     let mut r0 = 0;
     // Whole groups of 8 rows of the tree in one pass (the buffer holds only
     // the blocks' leaders there: up to 64 rows at a time).
-    if fused_rows_fit(rot) {
-        let ft = (S / (d / ROW_BLOCK) / ROW_BLOCK * ROW_BLOCK).min(MAX_FUSED_ROWS);
-        if ft >= ROW_BLOCK {
-            r0 = n / ROW_BLOCK * ROW_BLOCK;
-            finite &= tree_rows_fused::<M, X, T, WT, WC>(rot, op, &mut x[..r0 * d], ft, &mut scratch);
-        }
+    if fused_rows_fit(rot) && fused_rows_tile(d, S) > 0 {
+        r0 = n / ROW_BLOCK * ROW_BLOCK;
+        finite &= tree_rows_fused::<M, X, T, WT, WC>(rot, op, &mut x[..r0 * d], &mut scratch);
     }
     while r0 < n {
         let tw = tile.min(n - r0);
@@ -619,31 +620,88 @@ pub(crate) fn first_offsets(d: usize) -> [usize; 3] {
     [0, Layout::Tree.stage(d, 1).offset, Layout::Tree.stage(d, 2).offset]
 }
 
+/// Scalars of the coefficient table of [`tree_rows_fused`]: the first
+/// three stages' 7 blocks of each 8-coordinate block, 4 scalars each.
+#[inline(always)]
+pub(crate) fn first_table_len(d: usize) -> usize {
+    28 * (d / ROW_BLOCK)
+}
+
+/// Rows per pass of [`tree_rows_fused`] with `s` scalars of scratch (a
+/// multiple of 8, at most [`MAX_FUSED_ROWS`]), or 0 if it does not fit.
+#[inline(always)]
+pub(crate) fn fused_rows_tile(d: usize, s: usize) -> usize {
+    let q = d / ROW_BLOCK;
+    let t = first_table_len(d);
+    if q == 0 || s < t {
+        return 0;
+    }
+    let w = ((s - t) / q / ROW_BLOCK * ROW_BLOCK).min(MAX_FUSED_ROWS);
+    if w >= ROW_BLOCK {
+        w
+    } else {
+        0
+    }
+}
+
+/// Fills `table` with the first three stages' blocks that `op` applies,
+/// per 8-coordinate block in the order they are applied (see
+/// [`first_stages`]).
+#[inline(always)]
+pub(crate) fn fill_first_table<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    table: &mut [T],
+    map: impl Fn(Op, Block<T>) -> Block<T> + Copy,
+) {
+    let d = rot.dim();
+    let offs = first_offsets(d);
+    let asc = op.ascending();
+    for (b, t) in table.chunks_exact_mut(28).enumerate().take(d / ROW_BLOCK) {
+        let (cb, _) = first_stages(rot, op, b * ROW_BLOCK, asc, &offs, map);
+        for (r, c) in t.chunks_exact_mut(4).enumerate() {
+            c.copy_from_slice(&cb[r].to_array());
+        }
+    }
+}
+
+/// The 7 blocks of one 8-coordinate block from the coefficient table.
+#[inline(always)]
+pub(crate) fn table_blocks<T: Real>(t: &[T]) -> [Block<T>; ROW_BLOCK] {
+    let mut cb = [Block::identity(); ROW_BLOCK];
+    for (r, c) in t.chunks_exact(4).enumerate().take(7) {
+        cb[r] = Block { a: c[0], b: c[1], c: c[2], e: c[3] };
+    }
+    cb
+}
+
 /// The tree on the row-major rows of `x` (`d` a multiple of 8, the number
-/// of rows a multiple of 8), `tw` rows (a multiple of 8) per pass. Each
-/// pass goes once over its rows: 8 x 8 blocks (8 rows, 8 coordinates) are
-/// transposed into registers, the first three stages applied there, and
-/// transposed back; the later stages act only on each block's first
-/// coordinate (its leader), gathered into `lead` (`d / 8` coordinates of
-/// `tw` lanes) and done with the structure-of-arrays kernel, before the
-/// pass for the descending operators, after it for the ascending ones.
-/// Every rotation is evaluated as in [`run`] (bitwise the same results).
-/// Returns whether every output is finite.
+/// of rows a multiple of 8), in passes of up to [`fused_rows_tile`] rows.
+/// Each pass goes once over its rows, 8 rows at a time: 8 x 8 blocks (8
+/// rows, 8 coordinates) are transposed into registers, the first three
+/// stages applied there (coefficients from a table built once per call),
+/// and transposed back; the later stages act only on each block's first
+/// coordinate (its leader), gathered in `scratch` (`d / 8` coordinates of
+/// the pass's rows as lanes) and done with the structure-of-arrays
+/// kernel, before the pass for the descending operators, after it for the
+/// ascending ones. Every rotation is evaluated as in [`run`] (bitwise the
+/// same results). Returns whether every output is finite.
 #[inline(always)]
 fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
     x: &mut [T],
-    tw: usize,
-    lead: &mut [T],
+    scratch: &mut [T],
 ) -> bool {
     const B: usize = ROW_BLOCK;
     let d = rot.dim();
     let q = d / B;
     let n = x.len() / d;
+    let tw = fused_rows_tile(d, scratch.len());
+    let (table, lead) = scratch.split_at_mut(first_table_len(d));
+    fill_first_table(rot, op, table, |op, blk| rot.effective(op, blk));
     let sub = rot.sub_tree(3);
     let asc = op.ascending();
-    let offs = first_offsets(d);
     let inverts = op.inverts();
     let mut finite = true;
     let mut r0 = 0;
@@ -655,34 +713,34 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
             gather_leaders(rows, lead, d, w);
             run::<M, T, WT, WC>(&sub, op, lead, w, 0, w);
         }
-        for b in 0..q {
-            let (cb, _) = first_stages(rot, op, b * B, asc, &offs, |op, blk| rot.effective(op, blk));
-            let sc = rot.scale().map(|s| {
-                let mut a = [T::one(); B];
-                a.copy_from_slice(&s[b * B..b * B + B]);
-                a
-            });
-            let mut k = 0;
-            while k < w {
+        let mut k = 0;
+        while k < w {
+            for (b, t) in table.chunks_exact(28).enumerate() {
                 let at = k * d + b * B;
+                let lk = b * w + k..b * w + k + B;
+                let sc: Option<&[T; B]> = rot.scale().map(|s| s[b * B..b * B + B].try_into().expect("8 scales"));
+                if M::FUSED && X::tree8(asc, &mut rows[at..], d, t, sc, inverts, &mut lead[lk.clone()], &mut finite) {
+                    continue;
+                }
+                let cb = table_blocks(t);
                 let mut v = load_block::<X, T>(&rows[at..], d);
                 if asc {
-                    if let Some(sc) = &sc {
+                    if let Some(sc) = sc {
                         scale_block(&mut v, sc, inverts);
                     }
                     tree_block::<M, T, B, B, true>(&mut v, &cb);
-                    lead[b * w + k..b * w + k + B].copy_from_slice(&v[0]);
+                    lead[lk].copy_from_slice(&v[0]);
                 } else {
-                    v[0].copy_from_slice(&lead[b * w + k..b * w + k + B]);
+                    v[0].copy_from_slice(&lead[lk]);
                     tree_block::<M, T, B, B, false>(&mut v, &cb);
-                    if let Some(sc) = &sc {
+                    if let Some(sc) = sc {
                         scale_block(&mut v, sc, inverts);
                     }
                 }
                 finite &= all_finite(v.as_flattened());
                 store_block::<X, T>(&v, &mut rows[at..], d);
-                k += B;
             }
+            k += B;
         }
         if asc {
             run::<M, T, WT, WC>(&sub, op, lead, w, 0, w);
@@ -697,10 +755,9 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
 /// `lead[b * w + r] = rows[r * d + 8 b]`.
 #[inline(always)]
 pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, w: usize) {
-    let q = d / ROW_BLOCK;
     for (r, row) in rows.chunks_exact(d).enumerate().take(w) {
-        for b in 0..q {
-            lead[b * w + r] = row[b * ROW_BLOCK];
+        for (b, v) in row.iter().step_by(ROW_BLOCK).enumerate() {
+            lead[b * w + r] = *v;
         }
     }
 }
@@ -708,10 +765,9 @@ pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, w: u
 /// `rows[r * d + 8 b] = lead[b * w + r]`.
 #[inline(always)]
 pub(crate) fn scatter_leaders<T: Real>(rows: &mut [T], lead: &[T], d: usize, w: usize) {
-    let q = d / ROW_BLOCK;
     for (r, row) in rows.chunks_exact_mut(d).enumerate().take(w) {
-        for b in 0..q {
-            row[b * ROW_BLOCK] = lead[b * w + r];
+        for (b, v) in row.iter_mut().step_by(ROW_BLOCK).enumerate() {
+            *v = lead[b * w + r];
         }
     }
 }
@@ -734,6 +790,27 @@ pub(crate) trait Transposer {
     /// `dst[c * ds + r] = src[r * ss + c]` for `r, c < 8`; `false` if not
     /// handled (then the caller copies element by element).
     fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool;
+
+    /// One register block of [`tree_rows_fused`] with fused multiply-adds:
+    /// rows `l < 8`, coordinates `a < 8` of `rows` (row stride `ld`), the
+    /// first three stages `cb` in stage order (`asc`) after the scaling
+    /// `sc`, the leaders written to `lead`; or, descending, the leaders read
+    /// from `lead`, the stages, then the scaling. Clears `finite` if an
+    /// output is not finite. `false` if not handled (nothing is touched).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn tree8<T: Real>(
+        _asc: bool,
+        _rows: &mut [T],
+        _ld: usize,
+        _cb: &[T],
+        _sc: Option<&[T; ROW_BLOCK]>,
+        _inverts: bool,
+        _lead: &mut [T],
+        _finite: &mut bool,
+    ) -> bool {
+        false
+    }
 }
 
 /// No shuffles: element by element.
@@ -1089,8 +1166,12 @@ mod tests {
             let bl = blocks::<T>(d - 1, quasi, &mut seed);
             let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
             let scale = if scaled { Some(&sc[..]) } else { None };
-            let rot = if quasi { Rotation::quasi(Layout::Tree, d, &bl, scale) } else { Rotation::strict(Layout::Tree, d, &bl, scale) }
-                .expect("rotation");
+            let rot = if quasi {
+                Rotation::quasi(Layout::Tree, d, &bl, scale)
+            } else {
+                Rotation::strict(Layout::Tree, d, &bl, scale)
+            }
+            .expect("rotation");
             let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
             for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
                 let r = rot.with_kernel(k).expect("available");

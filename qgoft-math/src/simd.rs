@@ -311,6 +311,40 @@ mod x86 {
 
     impl Transposer for Shuffles {
         #[inline(always)]
+        fn tree8<T: Real>(
+            asc: bool,
+            rows: &mut [T],
+            ld: usize,
+            cb: &[T],
+            sc: Option<&[T; 8]>,
+            inverts: bool,
+            lead: &mut [T],
+            finite: &mut bool,
+        ) -> bool {
+            if TypeId::of::<T>() != TypeId::of::<f32>() {
+                return false;
+            }
+            // Bounds checked here, once: every access below is inside.
+            let (rows, lead) = (&mut rows[..7 * ld + 8], &mut lead[..8]);
+            let cb: &[T; 28] = cb[..28].try_into().expect("7 blocks");
+            let cb: &[f32; 28] = cast_ref(cb);
+            let sc: Option<&[f32; 8]> = sc.map(cast_ref);
+            let (p, l) = (rows.as_mut_ptr().cast::<f32>(), lead.as_mut_ptr().cast::<f32>());
+            // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
+            // `rows` covers `l * ld + a` and `lead` 8 values for `l, a < 8`;
+            // AVX2 and FMA are present (see the struct's note).
+            let ok = unsafe {
+                if asc {
+                    tree8_f32::<true>(p, ld, cb, sc, inverts, l)
+                } else {
+                    tree8_f32::<false>(p, ld, cb, sc, inverts, l)
+                }
+            };
+            *finite &= ok;
+            true
+        }
+
+        #[inline(always)]
         fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool {
             // Bounds checked here, once: every access below is inside.
             let (src, dst) = (&src[..7 * ss + 8], &mut dst[..7 * ds + 8]);
@@ -334,39 +368,139 @@ mod x86 {
         }
     }
 
+    /// `x` as a `U` when both are the same type (checked by the caller).
+    #[inline(always)]
+    fn cast_ref<T: 'static, U: 'static>(x: &T) -> &U {
+        assert_eq!(TypeId::of::<T>(), TypeId::of::<U>());
+        // SAFETY: `T` and `U` are the same type (asserted just above).
+        unsafe { &*(x as *const T).cast::<U>() }
+    }
+
+    /// `(x_i, x_j) <- (a x_i + b x_j, c x_i + e x_j)` with block `r` of `cb`,
+    /// one product fused as in [`crate::kernel::Fused`].
+    #[inline(always)]
+    fn rot8(v: &mut [__m256; 8], i: usize, j: usize, cb: &[f32; 28], r: usize) {
+        // SAFETY: AVX2 and FMA are enabled in every caller.
+        unsafe {
+            let (p, q) = (v[i], v[j]);
+            let [a, b, c, e] = [cb[4 * r], cb[4 * r + 1], cb[4 * r + 2], cb[4 * r + 3]];
+            v[i] = _mm256_fmadd_ps(_mm256_set1_ps(a), p, _mm256_mul_ps(_mm256_set1_ps(b), q));
+            v[j] = _mm256_fmadd_ps(_mm256_set1_ps(c), p, _mm256_mul_ps(_mm256_set1_ps(e), q));
+        }
+    }
+
+    /// The scaling of one register block (divided for the inverses).
+    #[inline(always)]
+    fn scale8(v: &mut [__m256; 8], sc: Option<&[f32; 8]>, inverts: bool) {
+        let Some(sc) = sc else { return };
+        // SAFETY: AVX is enabled in every caller.
+        unsafe {
+            for (x, &s) in v.iter_mut().zip(sc) {
+                *x = if inverts { _mm256_div_ps(*x, _mm256_set1_ps(s)) } else { _mm256_mul_ps(*x, _mm256_set1_ps(s)) };
+            }
+        }
+    }
+
+    /// See [`Transposer::tree8`]; returns whether every output is finite.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `p` readable and writable at `l * ld + a`, `lead` at
+    /// `a`, for `l, a < 8`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tree8_f32<const ASC: bool>(
+        p: *mut f32,
+        ld: usize,
+        cb: &[f32; 28],
+        sc: Option<&[f32; 8]>,
+        inverts: bool,
+        lead: *mut f32,
+    ) -> bool {
+        let mut v = tr8(core::array::from_fn(|k| _mm256_loadu_ps(p.add(k * ld))));
+        if ASC {
+            scale8(&mut v, sc, inverts);
+            for t in 0..4 {
+                rot8(&mut v, 2 * t, 2 * t + 1, cb, t);
+            }
+            rot8(&mut v, 0, 2, cb, 4);
+            rot8(&mut v, 4, 6, cb, 5);
+            rot8(&mut v, 0, 4, cb, 6);
+            _mm256_storeu_ps(lead, v[0]);
+        } else {
+            v[0] = _mm256_loadu_ps(lead);
+            rot8(&mut v, 0, 4, cb, 0);
+            rot8(&mut v, 0, 2, cb, 1);
+            rot8(&mut v, 4, 6, cb, 2);
+            for t in 0..4 {
+                rot8(&mut v, 2 * t, 2 * t + 1, cb, 3 + t);
+            }
+            scale8(&mut v, sc, inverts);
+        }
+        let ok = finite8(&v);
+        let o = tr8(v);
+        for (k, x) in o.into_iter().enumerate() {
+            _mm256_storeu_ps(p.add(k * ld), x);
+        }
+        ok
+    }
+
+    /// Whether all eight registers hold finite values: `x - x` is +0 for a
+    /// finite `x` and NaN otherwise, so the OR of the differences has every
+    /// bit clear exactly when all are finite.
+    #[inline(always)]
+    fn finite8(v: &[__m256; 8]) -> bool {
+        // SAFETY: AVX is enabled in every caller.
+        unsafe {
+            let mut bad = _mm256_setzero_ps();
+            for x in v {
+                bad = _mm256_or_ps(bad, _mm256_sub_ps(*x, *x));
+            }
+            let bits = _mm256_castps_si256(bad);
+            _mm256_testz_si256(bits, bits) == 1
+        }
+    }
+
+    /// The 8 x 8 transpose of eight registers.
+    #[inline(always)]
+    fn tr8(r: [__m256; 8]) -> [__m256; 8] {
+        // SAFETY: AVX is enabled in every caller.
+        unsafe {
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ]
+        }
+    }
+
     /// # Safety
     /// AVX2; `s` readable at `r * ss + c`, `d` writable at `c * ds + r`, for
     /// `r, c < 8`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tr8_f32(s: *const f32, ss: usize, d: *mut f32, ds: usize) {
-        let r: [__m256; 8] = core::array::from_fn(|k| _mm256_loadu_ps(s.add(k * ss)));
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        let o = [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ];
+        let o = tr8(core::array::from_fn(|k| _mm256_loadu_ps(s.add(k * ss))));
         for (k, v) in o.into_iter().enumerate() {
             _mm256_storeu_ps(d.add(k * ds), v);
         }
