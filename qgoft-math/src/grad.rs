@@ -557,25 +557,31 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
         let w = tw.min(geo.n - r0);
         let rows = r0 * d..(r0 + w) * d;
         let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
-        gather::<X, T>(&data[rows.clone()], z, w, d);
-        gather::<X, T>(&dy[rows.clone()], g, w, d);
         // Binary counter: this tile's sums land in level `k` (free, since bit
         // `k` of `t` is clear) and absorb levels `0 .. k`.
         let k = t.trailing_ones() as usize;
         let (lower, upper) = levels.split_at_mut(k * gl);
         let out = &mut upper[..gl];
-        match saved {
-            Saved::Output(_) => tile_recover::<T, FUSED>(rot, op, z, g, w, out, hook),
-            Saved::Input(_) => {
-                tile_recompute(rot, op, &data[rows.clone()], z, g, &mut save[..geo.save_len / tw * w], w, out)
+        let rows_fused =
+            FUSED && matches!(saved, Saved::Output(_)) && crate::kernel::fused_rows_fit(rot) && w % LANES == 0;
+        if rows_fused {
+            tile_rows_fused::<T, X>(rot, op, &data[rows.clone()], &mut dy[rows], w, out, z, g);
+        } else {
+            gather::<X, T>(&data[rows.clone()], z, w, d);
+            gather::<X, T>(&dy[rows.clone()], g, w, d);
+            match saved {
+                Saved::Output(_) => tile_recover::<T, FUSED>(rot, op, z, g, w, out, hook),
+                Saved::Input(_) => {
+                    tile_recompute(rot, op, &data[rows.clone()], z, g, &mut save[..geo.save_len / tw * w], w, out)
+                }
             }
+            transpose::<X, T, true>(&mut dy[rows], g, w, d);
         }
         for lv in lower.chunks_exact(gl.max(1)) {
             for (o, v) in out.iter_mut().zip(lv) {
                 *o = *o + *v;
             }
         }
-        transpose::<X, T, true>(&mut dy[rows], g, w, d);
     }
     // The levels of the set bits of the tile count, low to high.
     let mut bits = (0..geo.levels).filter(|b| geo.tiles >> b & 1 == 1);
@@ -589,6 +595,118 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
         }
     }
     &levels[first * gl..(first + 1) * gl]
+}
+
+/// The strict backward of the tree on one tile of `w` rows (`w` and `d`
+/// multiples of 8) straight from the row-major saved output `y` and
+/// upstream gradient `g` (overwritten by the input gradient): for each
+/// block of 8 coordinates, every group of 8 rows is transposed into
+/// registers, the first three stages (and the scaling) are undone there
+/// and the gradient transposed back; the later stages act only on the
+/// blocks' first coordinates, gathered into `lz` and `lg`, with
+/// [`tree_recover`]. Each rotation sees the same operations in the same
+/// order as in [`plane_recover`], and its products are summed over the
+/// tile's rows in the same order: the results are bitwise those of the
+/// stage-by-stage walk.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tile_rows_fused<T: Real, X: Transposer>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    y: &[T],
+    g: &mut [T],
+    w: usize,
+    out: &mut [T],
+    lz: &mut [T],
+    lg: &mut [T],
+) {
+    use crate::kernel::{first_offsets, first_stages, load_block, store_block, ROW_BLOCK as B};
+    let d = rot.dim();
+    let q = d / B;
+    let nb = rot.blocks().len();
+    let (lz, lg) = (&mut lz[..q * w], &mut lg[..q * w]);
+    let sub = rot.sub_tree(3);
+    let sub_at = 4 * (nb + 1 - sub.dim());
+    // Undoing `R^T` walks the stages in parameter order (scaling first),
+    // undoing `R` backwards (scaling last).
+    let asc = op == Op::Transpose;
+    if !asc {
+        gather_leaders(y, lz, d, w);
+        gather_leaders(g, lg, d, w);
+        tree_recover(&sub, op, lz, lg, w, &mut out[sub_at..4 * nb]);
+    }
+    let offs = first_offsets(d);
+    let (outb, outs) = out.split_at_mut(4 * nb);
+    for b in 0..q {
+        let (cb, idx) = first_stages(rot, op, b * B, asc, &offs, step_block);
+        let sc: Option<&[T]> = rot.scale().map(|s| &s[b * B..b * B + B]);
+        let mut acc = [[[T::zero(); LANES]; 4]; B];
+        let mut accs = [[T::zero(); LANES]; B];
+        let mut k = 0;
+        while k < w {
+            let at = k * d + b * B;
+            let mut zv = load_block::<X, T>(&y[at..], d);
+            let mut gv = load_block::<X, T>(&g[at..], d);
+            if asc {
+                if let Some(sc) = sc {
+                    scale_back_block(&mut zv, &mut gv, sc, &mut accs);
+                }
+                tree_block_recover::<T, B, true>(&cb, &mut zv, &mut gv, &mut acc);
+                lz[b * w + k..b * w + k + B].copy_from_slice(&zv[0]);
+                lg[b * w + k..b * w + k + B].copy_from_slice(&gv[0]);
+            } else {
+                zv[0].copy_from_slice(&lz[b * w + k..b * w + k + B]);
+                gv[0].copy_from_slice(&lg[b * w + k..b * w + k + B]);
+                tree_block_recover::<T, B, false>(&cb, &mut zv, &mut gv, &mut acc);
+                if let Some(sc) = sc {
+                    scale_back_block(&mut zv, &mut gv, sc, &mut accs);
+                }
+            }
+            store_block::<X, T>(&gv, &mut g[at..], d);
+            k += B;
+        }
+        for r in 0..B - 1 {
+            put_block(op, outb, idx[r], acc[r].map(reduce));
+        }
+        if sc.is_some() {
+            for (o, a) in outs[b * B..b * B + B].iter_mut().zip(accs) {
+                *o = reduce(a);
+            }
+        }
+    }
+    if asc {
+        tree_recover(&sub, op, lz, lg, w, &mut out[sub_at..4 * nb]);
+        crate::kernel::scatter_leaders(g, lg, d, w);
+    }
+}
+
+/// `lead[b * w + r] = rows[r * d + 8 b]`.
+#[inline(always)]
+fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, w: usize) {
+    for (r, row) in rows.chunks_exact(d).enumerate().take(w) {
+        for (b, v) in row.iter().step_by(crate::kernel::ROW_BLOCK).enumerate() {
+            lead[b * w + r] = *v;
+        }
+    }
+}
+
+/// The scaling step backward on one register block, as [`scale_back`]
+/// with recovery: `z_a <- z_a / s_a`, `acc_a += g_a z_a`, `g_a <- s_a g_a`.
+#[inline(always)]
+fn scale_back_block<T: Real>(
+    zv: &mut [[T; LANES]; LANES],
+    gv: &mut [[T; LANES]; LANES],
+    sc: &[T],
+    accs: &mut [[T; LANES]; LANES],
+) {
+    for (a, &si) in sc.iter().enumerate().take(LANES) {
+        for l in 0..LANES {
+            let zz = zv[a][l] / si;
+            zv[a][l] = zz;
+            accs[a][l] = accs[a][l] + gv[a][l] * zz;
+            gv[a][l] = gv[a][l] * si;
+        }
+    }
 }
 
 /// Row-major `w x d` rows to the coordinate-major tile `buf[i * w + l]`.
@@ -1222,6 +1340,19 @@ mod tests {
         for (d, n) in [(512, 70), (768, 21), (1000, 19), (4096, 9)] {
             fused_matches_plain::<f32>(d, n, true, false, d as u64);
             fused_matches_plain::<f64>(d, n, false, true, n as u64);
+        }
+    }
+
+    /// Widths and batches where whole tiles go through the row-major fused
+    /// backward (`d` and the tile's rows multiples of 8), with a last tile
+    /// that does not.
+    #[test]
+    fn fused_tree_backward_matches_plain_on_row_blocks() {
+        for (d, n) in [(8, 8), (16, 64), (64, 128), (136, 72), (768, 136), (4096, 20)] {
+            for (transpose, scaled) in [(true, false), (true, true), (false, false), (false, true)] {
+                fused_matches_plain::<f32>(d, n, transpose, scaled, (d * n) as u64);
+                fused_matches_plain::<f64>(d, n, transpose, scaled, (d + n) as u64);
+            }
         }
     }
 

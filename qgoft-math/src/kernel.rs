@@ -1119,6 +1119,8 @@ mod tests {
         for (layout, d, n, quasi) in [
             (Layout::Tree, 37, 70, false),
             (Layout::Tree, 300, 70, false),
+            (Layout::Tree, 64, 72, false),
+            (Layout::Tree, 768, 136, false),
             (Layout::Chain, 20, 33, true),
             (Layout::Full, 9, 17, true),
         ] {
