@@ -642,9 +642,29 @@ fn tile_rows_fused<T: Real, X: Transposer>(
         let sc: Option<&[T]> = rot.scale().map(|s| &s[b * B..b * B + B]);
         let mut acc = [[[T::zero(); LANES]; 4]; B];
         let mut accs = [[T::zero(); LANES]; B];
+        let mut flat = [T::zero(); 28];
+        for (f, blk) in flat.chunks_exact_mut(4).zip(&cb) {
+            f.copy_from_slice(&blk.to_array());
+        }
         let mut k = 0;
         while k < w {
             let at = k * d + b * B;
+            let lk = b * w + k..b * w + k + B;
+            if X::recover8(
+                asc,
+                &y[at..],
+                &mut g[at..],
+                d,
+                &flat,
+                sc,
+                acc.as_flattened_mut().as_flattened_mut(),
+                accs.as_flattened_mut(),
+                &mut lz[lk.clone()],
+                &mut lg[lk],
+            ) {
+                k += B;
+                continue;
+            }
             let mut zv = load_block::<X, T>(&y[at..], d);
             let mut gv = load_block::<X, T>(&g[at..], d);
             if asc {

@@ -811,6 +811,33 @@ pub(crate) trait Transposer {
     ) -> bool {
         false
     }
+
+    /// One register block of the strict backward of the tree on rows (see
+    /// `grad::tile_rows_fused`), without fused products: the saved output
+    /// `y` and the gradient `g` of rows `l < 8`, coordinates `a < 8` (row
+    /// stride `ld`); the scaling (`sc`, first if `asc`) and the first three
+    /// stages' step blocks `cb` (`[a, b, c, e]` each, in the order they are
+    /// undone) undone, the products summed into `acc` (`[rotation][entry]
+    /// [lane]`, 7 x 4 x 8) and `accs` (`[coordinate][lane]`), the gradient
+    /// written back to `g`; the leaders of `y` and `g` stored to `lz`, `lg`
+    /// (`asc`) or taken from them first. `false` if not handled (nothing is
+    /// touched).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn recover8<T: Real>(
+        _asc: bool,
+        _y: &[T],
+        _g: &mut [T],
+        _ld: usize,
+        _cb: &[T],
+        _sc: Option<&[T]>,
+        _acc: &mut [T],
+        _accs: &mut [T],
+        _lz: &mut [T],
+        _lg: &mut [T],
+    ) -> bool {
+        false
+    }
 }
 
 /// No shuffles: element by element.

@@ -345,6 +345,44 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn recover8<T: Real>(
+            asc: bool,
+            y: &[T],
+            g: &mut [T],
+            ld: usize,
+            cb: &[T],
+            sc: Option<&[T]>,
+            acc: &mut [T],
+            accs: &mut [T],
+            lz: &mut [T],
+            lg: &mut [T],
+        ) -> bool {
+            if TypeId::of::<T>() != TypeId::of::<f32>() {
+                return false;
+            }
+            // Bounds checked here, once: every access below is inside.
+            let (y, g) = (&y[..7 * ld + 8], &mut g[..7 * ld + 8]);
+            let cb: &[f32; 28] = cast_ref::<[T; 28], _>(cb[..28].try_into().expect("7 blocks"));
+            let sc: Option<&[f32; 8]> = sc.map(|s| cast_ref::<[T; 8], _>(s[..8].try_into().expect("8 scales")));
+            let acc: &mut [f32; 224] = cast_mut::<[T; 224], _>((&mut acc[..224]).try_into().expect("7 x 4 x 8 sums"));
+            let accs: &mut [f32; 64] = cast_mut::<[T; 64], _>((&mut accs[..64]).try_into().expect("8 x 8 sums"));
+            let lz: &mut [f32; 8] = cast_mut::<[T; 8], _>((&mut lz[..8]).try_into().expect("8 leaders"));
+            let lg: &mut [f32; 8] = cast_mut::<[T; 8], _>((&mut lg[..8]).try_into().expect("8 leaders"));
+            let (yp, gp) = (y.as_ptr().cast::<f32>(), g.as_mut_ptr().cast::<f32>());
+            // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
+            // `y` and `g` cover `l * ld + a` for `l, a < 8`; AVX2 and FMA
+            // are present (see the struct's note).
+            unsafe {
+                if asc {
+                    recover8_f32::<true>(yp, gp, ld, cb, sc, acc, accs, lz, lg);
+                } else {
+                    recover8_f32::<false>(yp, gp, ld, cb, sc, acc, accs, lz, lg);
+                }
+            }
+            true
+        }
+
+        #[inline(always)]
         fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool {
             // Bounds checked here, once: every access below is inside.
             let (src, dst) = (&src[..7 * ss + 8], &mut dst[..7 * ds + 8]);
@@ -374,6 +412,131 @@ mod x86 {
         assert_eq!(TypeId::of::<T>(), TypeId::of::<U>());
         // SAFETY: `T` and `U` are the same type (asserted just above).
         unsafe { &*(x as *const T).cast::<U>() }
+    }
+
+    /// `x` as a `U` when both are the same type (checked by the caller).
+    #[inline(always)]
+    fn cast_mut<T: 'static, U: 'static>(x: &mut T) -> &mut U {
+        assert_eq!(TypeId::of::<T>(), TypeId::of::<U>());
+        // SAFETY: `T` and `U` are the same type (asserted just above).
+        unsafe { &mut *(x as *mut T).cast::<U>() }
+    }
+
+    /// One step of the strict backward on registers `i`, `j` with step
+    /// block `r` of `cb`, as `grad::lanes_recover` (no fused products):
+    /// recover the input `M^T z'`, accumulate `g' z^T` into `acc[r]`,
+    /// propagate `M^T g'`.
+    #[inline(always)]
+    fn recover_step(z: &mut [__m256; 8], g: &mut [__m256; 8], i: usize, j: usize, cb: &[f32; 28], r: usize, acc: &mut [f32; 224]) {
+        // SAFETY: AVX is enabled in every caller; `acc` holds 224 values.
+        unsafe {
+            let a = _mm256_set1_ps(cb[4 * r]);
+            let b = _mm256_set1_ps(cb[4 * r + 1]);
+            let c = _mm256_set1_ps(cb[4 * r + 2]);
+            let e = _mm256_set1_ps(cb[4 * r + 3]);
+            let (o1, o2, g1, g2) = (z[i], z[j], g[i], g[j]);
+            let z1 = _mm256_add_ps(_mm256_mul_ps(a, o1), _mm256_mul_ps(c, o2));
+            let z2 = _mm256_add_ps(_mm256_mul_ps(b, o1), _mm256_mul_ps(e, o2));
+            let s = acc.as_mut_ptr().add(32 * r);
+            _mm256_storeu_ps(s, _mm256_add_ps(_mm256_loadu_ps(s), _mm256_mul_ps(g1, z1)));
+            _mm256_storeu_ps(s.add(8), _mm256_add_ps(_mm256_loadu_ps(s.add(8)), _mm256_mul_ps(g1, z2)));
+            _mm256_storeu_ps(s.add(16), _mm256_add_ps(_mm256_loadu_ps(s.add(16)), _mm256_mul_ps(g2, z1)));
+            _mm256_storeu_ps(s.add(24), _mm256_add_ps(_mm256_loadu_ps(s.add(24)), _mm256_mul_ps(g2, z2)));
+            z[i] = z1;
+            z[j] = z2;
+            g[i] = _mm256_add_ps(_mm256_mul_ps(a, g1), _mm256_mul_ps(c, g2));
+            g[j] = _mm256_add_ps(_mm256_mul_ps(b, g1), _mm256_mul_ps(e, g2));
+        }
+    }
+
+    /// The scaling step backward, as `grad::scale_back_block`.
+    #[inline(always)]
+    fn scale_back8(z: &mut [__m256; 8], g: &mut [__m256; 8], sc: Option<&[f32; 8]>, accs: &mut [f32; 64]) {
+        let Some(sc) = sc else { return };
+        // SAFETY: AVX is enabled in every caller; `accs` holds 64 values.
+        unsafe {
+            for a in 0..8 {
+                let s = _mm256_set1_ps(sc[a]);
+                let zz = _mm256_div_ps(z[a], s);
+                z[a] = zz;
+                let p = accs.as_mut_ptr().add(8 * a);
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), _mm256_mul_ps(g[a], zz)));
+                g[a] = _mm256_mul_ps(g[a], s);
+            }
+        }
+    }
+
+    /// See [`Transposer::recover8`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn recover8_body<const ASC: bool>(
+        y: *const f32,
+        g: *mut f32,
+        ld: usize,
+        cb: &[f32; 28],
+        sc: Option<&[f32; 8]>,
+        acc: &mut [f32; 224],
+        accs: &mut [f32; 64],
+        lz: &mut [f32; 8],
+        lg: &mut [f32; 8],
+    ) {
+        // SAFETY: AVX2 is enabled in every caller, which also guarantees
+        // that `y` and `g` cover `l * ld + a` for `l, a < 8`.
+        unsafe {
+            // The blocks are walked coordinates outermost: fetch the rows'
+            // next cache lines (two blocks on) while this one is computed.
+            for k in 0..8 {
+                _mm_prefetch::<_MM_HINT_T0>(y.wrapping_add(k * ld + 16).cast());
+                _mm_prefetch::<_MM_HINT_T0>(g.wrapping_add(k * ld + 16).cast());
+            }
+            let mut z = tr8(core::array::from_fn(|k| _mm256_loadu_ps(y.add(k * ld))));
+            let mut gv = tr8(core::array::from_fn(|k| _mm256_loadu_ps(g.add(k * ld))));
+            if ASC {
+                scale_back8(&mut z, &mut gv, sc, accs);
+                for t in 0..4 {
+                    recover_step(&mut z, &mut gv, 2 * t, 2 * t + 1, cb, t, acc);
+                }
+                recover_step(&mut z, &mut gv, 0, 2, cb, 4, acc);
+                recover_step(&mut z, &mut gv, 4, 6, cb, 5, acc);
+                recover_step(&mut z, &mut gv, 0, 4, cb, 6, acc);
+                _mm256_storeu_ps(lz.as_mut_ptr(), z[0]);
+                _mm256_storeu_ps(lg.as_mut_ptr(), gv[0]);
+            } else {
+                z[0] = _mm256_loadu_ps(lz.as_ptr());
+                gv[0] = _mm256_loadu_ps(lg.as_ptr());
+                recover_step(&mut z, &mut gv, 0, 4, cb, 0, acc);
+                recover_step(&mut z, &mut gv, 0, 2, cb, 1, acc);
+                recover_step(&mut z, &mut gv, 4, 6, cb, 2, acc);
+                for t in 0..4 {
+                    recover_step(&mut z, &mut gv, 2 * t, 2 * t + 1, cb, 3 + t, acc);
+                }
+                scale_back8(&mut z, &mut gv, sc, accs);
+            }
+            let o = tr8(gv);
+            for (k, x) in o.into_iter().enumerate() {
+                _mm256_storeu_ps(g.add(k * ld), x);
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; `y` readable and `g` writable at `l * ld + a` for
+    /// `l, a < 8`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn recover8_f32<const ASC: bool>(
+        y: *const f32,
+        g: *mut f32,
+        ld: usize,
+        cb: &[f32; 28],
+        sc: Option<&[f32; 8]>,
+        acc: &mut [f32; 224],
+        accs: &mut [f32; 64],
+        lz: &mut [f32; 8],
+        lg: &mut [f32; 8],
+    ) {
+        recover8_body::<ASC>(y, g, ld, cb, sc, acc, accs, lz, lg);
     }
 
     /// `(x_i, x_j) <- (a x_i + b x_j, c x_i + e x_j)` with block `r` of `cb`,
