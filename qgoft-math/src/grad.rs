@@ -163,6 +163,9 @@ pub(crate) struct Geometry {
     g_len: usize,
     /// Scalars kept per tile for recomputed block inputs.
     save_len: usize,
+    /// Whether the tiles go through the row-major fused backward of the
+    /// tree ([`tile_rows_fused`]).
+    rows_fused: bool,
 }
 
 impl Geometry {
@@ -173,7 +176,13 @@ impl Geometry {
             Saved::Output(_) => STRICT_TILE_BUDGET,
             Saved::Input(_) => TILE_BUDGET,
         };
-        let tw = (budget / d / LANES * LANES).clamp(LANES, MAX_TILE).min(n.max(1));
+        let rows_fused = matches!(saved, Saved::Output(_)) && crate::kernel::fused_rows_fit(rot);
+        let tw = if rows_fused {
+            // Rows stay in place: as many as share each block's coefficients.
+            (n.div_ceil(LANES) * LANES).clamp(LANES, MAX_TILE)
+        } else {
+            (budget / d / LANES * LANES).clamp(LANES, MAX_TILE).min(n.max(1))
+        };
         let tiles = n.div_ceil(tw);
         let levels = (usize::BITS - tiles.leading_zeros()) as usize;
         let nb = rot.blocks().len();
@@ -182,13 +191,28 @@ impl Geometry {
             Saved::Output(_) => 0,
             Saved::Input(_) => 2 * nb * tw,
         };
-        Self { d, n, tw, tiles, levels, g_len, save_len }
+        Self { d, n, tw, tiles, levels, g_len, save_len, rows_fused }
     }
 
     fn workspace_len(&self) -> usize {
         if self.n == 0 {
             return 0;
         }
+        if self.rows_fused {
+            self.levels * self.g_len + self.fused_len()
+        } else {
+            self.plain_len()
+        }
+    }
+
+    /// Scratch of [`tile_rows_fused`]: two leader tiles and two padded
+    /// groups of 8 rows.
+    fn fused_len(&self) -> usize {
+        2 * (self.d / LANES) * self.tw + 4 * LANES * self.d
+    }
+
+    /// The workspace of the structure-of-arrays walk over the same tiles.
+    fn plain_len(&self) -> usize {
         self.levels * self.g_len + 2 * self.d * self.tw + self.save_len
     }
 }
@@ -199,7 +223,9 @@ impl Geometry {
 /// It is `L * (4 K + d_s) + 2 d w + s`, with `K` blocks, `d_s = d` when the
 /// rotation is scaled (else 0), a tile width `w <= 64` rows, `L = 1 +
 /// floor(log2(ceil(n / w)))` summation levels, and `s = 2 K w` for
-/// [`Saved::Input`] (`0` for [`Saved::Output`]). Zero for an empty batch.
+/// [`Saved::Input`] (`0` for [`Saved::Output`]). For the tree from its
+/// output with `d` a multiple of 8 (done on the rows in place) the tile
+/// term `2 d w` becomes `2 (d / 8) w + 32 d`. Zero for an empty batch.
 ///
 /// ```
 /// use qgoft_math::grad::{workspace_len, Saved};
@@ -549,24 +575,23 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
 ) -> &'w [T] {
     let (d, tw, gl) = (geo.d, geo.tw, geo.g_len);
     let (levels, rest) = work.split_at_mut(geo.levels * gl);
-    let (z, rest) = rest.split_at_mut(d * tw);
-    let (g, save) = rest.split_at_mut(d * tw);
+    let rows_fused = FUSED && geo.rows_fused;
+    let (z, rest) = rest.split_at_mut(if rows_fused { 0 } else { d * tw });
+    let (g, save) = rest.split_at_mut(if rows_fused { 0 } else { d * tw });
     let data = saved.data();
     for t in 0..geo.tiles {
         let r0 = t * tw;
         let w = tw.min(geo.n - r0);
         let rows = r0 * d..(r0 + w) * d;
-        let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
         // Binary counter: this tile's sums land in level `k` (free, since bit
         // `k` of `t` is clear) and absorb levels `0 .. k`.
         let k = t.trailing_ones() as usize;
         let (lower, upper) = levels.split_at_mut(k * gl);
         let out = &mut upper[..gl];
-        let rows_fused =
-            FUSED && matches!(saved, Saved::Output(_)) && crate::kernel::fused_rows_fit(rot) && w % LANES == 0;
         if rows_fused {
-            tile_rows_fused::<T, X>(rot, op, &data[rows.clone()], &mut dy[rows], w, out, z, g);
+            tile_rows_fused::<T, X>(rot, op, &data[rows.clone()], &mut dy[rows], out, save);
         } else {
+            let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
             gather::<X, T>(&data[rows.clone()], z, w, d);
             gather::<X, T>(&dy[rows.clone()], g, w, d);
             match saved {
@@ -597,43 +622,60 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     &levels[first * gl..(first + 1) * gl]
 }
 
-/// The strict backward of the tree on one tile of `w` rows (`w` and `d`
-/// multiples of 8) straight from the row-major saved output `y` and
-/// upstream gradient `g` (overwritten by the input gradient): for each
-/// block of 8 coordinates, every group of 8 rows is transposed into
-/// registers, the first three stages (and the scaling) are undone there
-/// and the gradient transposed back; the later stages act only on the
-/// blocks' first coordinates, gathered into `lz` and `lg`, with
-/// [`tree_recover`]. Each rotation sees the same operations in the same
-/// order as in [`plane_recover`], and its products are summed over the
-/// tile's rows in the same order: the results are bitwise those of the
-/// stage-by-stage walk.
-#[allow(clippy::too_many_arguments)]
+/// The strict backward of the tree on one tile of rows (`d` a multiple of
+/// 8) straight from the row-major saved output `y` and upstream gradient
+/// `g` (overwritten by the input gradient): for each block of 8
+/// coordinates, every group of 8 rows is transposed into registers, the
+/// first three stages (and the scaling) are undone there and the gradient
+/// transposed back; the later stages act only on the blocks' first
+/// coordinates (leaders), gathered into two tiles of `ceil8(w)` lanes, with
+/// [`tree_recover`]. A last group of fewer than 8 rows goes through
+/// zero-padded copies, as the structure-of-arrays walk pads its last lanes.
+/// Each rotation sees the same operations in the same order as in
+/// [`plane_recover`], and its products are summed over the tile's rows in
+/// the same order: the results are bitwise those of the stage-by-stage
+/// walk.
 #[inline(always)]
 fn tile_rows_fused<T: Real, X: Transposer>(
     rot: &Rotation<'_, T>,
     op: Op,
     y: &[T],
     g: &mut [T],
-    w: usize,
     out: &mut [T],
-    lz: &mut [T],
-    lg: &mut [T],
+    scratch: &mut [T],
 ) {
-    use crate::kernel::{first_offsets, first_stages, load_block, store_block, ROW_BLOCK as B};
+    use crate::kernel::{
+        first_offsets, first_stages, gather_leaders, load_block, scatter_leaders, store_block, ROW_BLOCK as B,
+    };
     let d = rot.dim();
     let q = d / B;
+    let w = y.len() / d;
+    let w8 = w.div_ceil(B) * B;
+    let full = w / B * B;
     let nb = rot.blocks().len();
-    let (lz, lg) = (&mut lz[..q * w], &mut lg[..q * w]);
+    let (lz, rest) = scratch.split_at_mut(q * w8);
+    let (lg, rest) = rest.split_at_mut(q * w8);
+    let (py, rest) = rest.split_at_mut(B * d);
+    let pg = &mut rest[..B * d];
+    if full < w {
+        py[..(w - full) * d].copy_from_slice(&y[full * d..]);
+        py[(w - full) * d..].fill(T::zero());
+        pg[..(w - full) * d].copy_from_slice(&g[full * d..]);
+        pg[(w - full) * d..].fill(T::zero());
+    }
     let sub = rot.sub_tree(3);
     let sub_at = 4 * (nb + 1 - sub.dim());
     // Undoing `R^T` walks the stages in parameter order (scaling first),
     // undoing `R` backwards (scaling last).
     let asc = op == Op::Transpose;
     if !asc {
-        gather_leaders(y, lz, d, w);
-        gather_leaders(g, lg, d, w);
-        tree_recover(&sub, op, lz, lg, w, &mut out[sub_at..4 * nb]);
+        gather_leaders(y, lz, d, w8);
+        gather_leaders(g, lg, d, w8);
+        for b in 0..q {
+            lz[b * w8 + w..(b + 1) * w8].fill(T::zero());
+            lg[b * w8 + w..(b + 1) * w8].fill(T::zero());
+        }
+        tree_recover(&sub, op, lz, lg, w8, &mut out[sub_at..4 * nb]);
     }
     let offs = first_offsets(d);
     let (outb, outs) = out.split_at_mut(4 * nb);
@@ -647,43 +689,42 @@ fn tile_rows_fused<T: Real, X: Transposer>(
             f.copy_from_slice(&blk.to_array());
         }
         let mut k = 0;
-        while k < w {
-            let at = k * d + b * B;
-            let lk = b * w + k..b * w + k + B;
+        while k < w8 {
+            let (ys, gs, at) = if k < full { (y, &mut *g, k * d + b * B) } else { (&*py, &mut *pg, b * B) };
+            let lk = b * w8 + k..b * w8 + k + B;
+            k += B;
             if X::recover8(
                 asc,
-                &y[at..],
-                &mut g[at..],
+                &ys[at..],
+                &mut gs[at..],
                 d,
                 &flat,
                 sc,
                 acc.as_flattened_mut().as_flattened_mut(),
                 accs.as_flattened_mut(),
                 &mut lz[lk.clone()],
-                &mut lg[lk],
+                &mut lg[lk.clone()],
             ) {
-                k += B;
                 continue;
             }
-            let mut zv = load_block::<X, T>(&y[at..], d);
-            let mut gv = load_block::<X, T>(&g[at..], d);
+            let mut zv = load_block::<X, T>(&ys[at..], d);
+            let mut gv = load_block::<X, T>(&gs[at..], d);
             if asc {
                 if let Some(sc) = sc {
                     scale_back_block(&mut zv, &mut gv, sc, &mut accs);
                 }
                 tree_block_recover::<T, B, true>(&cb, &mut zv, &mut gv, &mut acc);
-                lz[b * w + k..b * w + k + B].copy_from_slice(&zv[0]);
-                lg[b * w + k..b * w + k + B].copy_from_slice(&gv[0]);
+                lz[lk.clone()].copy_from_slice(&zv[0]);
+                lg[lk].copy_from_slice(&gv[0]);
             } else {
-                zv[0].copy_from_slice(&lz[b * w + k..b * w + k + B]);
-                gv[0].copy_from_slice(&lg[b * w + k..b * w + k + B]);
+                zv[0].copy_from_slice(&lz[lk.clone()]);
+                gv[0].copy_from_slice(&lg[lk]);
                 tree_block_recover::<T, B, false>(&cb, &mut zv, &mut gv, &mut acc);
                 if let Some(sc) = sc {
                     scale_back_block(&mut zv, &mut gv, sc, &mut accs);
                 }
             }
-            store_block::<X, T>(&gv, &mut g[at..], d);
-            k += B;
+            store_block::<X, T>(&gv, &mut gs[at..], d);
         }
         for r in 0..B - 1 {
             put_block(op, outb, idx[r], acc[r].map(reduce));
@@ -694,19 +735,12 @@ fn tile_rows_fused<T: Real, X: Transposer>(
             }
         }
     }
-    if asc {
-        tree_recover(&sub, op, lz, lg, w, &mut out[sub_at..4 * nb]);
-        crate::kernel::scatter_leaders(g, lg, d, w);
+    if full < w {
+        g[full * d..].copy_from_slice(&pg[..(w - full) * d]);
     }
-}
-
-/// `lead[b * w + r] = rows[r * d + 8 b]`.
-#[inline(always)]
-fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, w: usize) {
-    for (r, row) in rows.chunks_exact(d).enumerate().take(w) {
-        for (b, v) in row.iter().step_by(crate::kernel::ROW_BLOCK).enumerate() {
-            lead[b * w + r] = *v;
-        }
+    if asc {
+        tree_recover(&sub, op, lz, lg, w8, &mut out[sub_at..4 * nb]);
+        scatter_leaders(g, lg, d, w8);
     }
 }
 
@@ -1256,7 +1290,7 @@ mod tests {
         let saved = Saved::Output(&y[..]);
         let geo = Geometry::of(&rot, &saved);
         assert_eq!(geo.tiles, 1);
-        let mut work = vec![T::zero(); geo.workspace_len()];
+        let mut work = vec![T::zero(); geo.plain_len()];
         let mut g = x.clone();
         let mut seen = vec![false; ns];
         let mut worst: f64 = 0.0;
@@ -1319,7 +1353,7 @@ mod tests {
         let saved = Saved::Output(&y[..]);
         let geo = Geometry::of(&rot, &saved);
         let run = |fused: bool| {
-            let mut work = vec![T::zero(); geo.workspace_len()];
+            let mut work = vec![T::zero(); if fused { geo.workspace_len() } else { geo.plain_len() }];
             let mut g = g0.clone();
             let total = if fused {
                 backward_rows::<T, ByElement, true>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {})

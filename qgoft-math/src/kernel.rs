@@ -752,22 +752,22 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     finite
 }
 
-/// `lead[b * w + r] = rows[r * d + 8 b]`.
+/// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`.
 #[inline(always)]
-pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, w: usize) {
-    for (r, row) in rows.chunks_exact(d).enumerate().take(w) {
+pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, stride: usize) {
+    for (r, row) in rows.chunks_exact(d).enumerate() {
         for (b, v) in row.iter().step_by(ROW_BLOCK).enumerate() {
-            lead[b * w + r] = *v;
+            lead[b * stride + r] = *v;
         }
     }
 }
 
-/// `rows[r * d + 8 b] = lead[b * w + r]`.
+/// `rows[r * d + 8 b] = lead[b * stride + r]` for every row `r` of `rows`.
 #[inline(always)]
-pub(crate) fn scatter_leaders<T: Real>(rows: &mut [T], lead: &[T], d: usize, w: usize) {
-    for (r, row) in rows.chunks_exact_mut(d).enumerate().take(w) {
+pub(crate) fn scatter_leaders<T: Real>(rows: &mut [T], lead: &[T], d: usize, stride: usize) {
+    for (r, row) in rows.chunks_exact_mut(d).enumerate() {
         for (b, v) in row.iter_mut().step_by(ROW_BLOCK).enumerate() {
-            *v = lead[b * w + r];
+            *v = lead[b * stride + r];
         }
     }
 }

@@ -427,7 +427,15 @@ mod x86 {
     /// recover the input `M^T z'`, accumulate `g' z^T` into `acc[r]`,
     /// propagate `M^T g'`.
     #[inline(always)]
-    fn recover_step(z: &mut [__m256; 8], g: &mut [__m256; 8], i: usize, j: usize, cb: &[f32; 28], r: usize, acc: &mut [f32; 224]) {
+    fn recover_step(
+        z: &mut [__m256; 8],
+        g: &mut [__m256; 8],
+        i: usize,
+        j: usize,
+        cb: &[f32; 28],
+        r: usize,
+        acc: &mut [f32; 224],
+    ) {
         // SAFETY: AVX is enabled in every caller; `acc` holds 224 values.
         unsafe {
             let a = _mm256_set1_ps(cb[4 * r]);
