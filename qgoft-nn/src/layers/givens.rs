@@ -37,6 +37,7 @@
 //! ([`GivensLinear::unmerge_adapter`]), which undoes exactly its own merge
 //! with `Rotation::unmerge` (no matrix inverse, no dense `R`).
 
+use rayon::prelude::*;
 use std::sync::Arc;
 
 use qgoft_math::grad::{Saved, Workspace, angle_param_grads, penalty_grad, quasi_param_grads};
@@ -763,11 +764,8 @@ fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, z: &mut [f32], d: usize) -> 
         return Ok(());
     }
     let rows = n.div_ceil(t);
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            z.chunks_mut(rows * d).map(|c| s.spawn(move || rot.apply_rows(Op::Transpose, c))).collect();
-        handles.into_iter().try_for_each(|h| h.join().expect("rotation thread panicked"))
-    })?;
+    // On the pool the GEMM runs on (its threads are awake after a GEMM).
+    z.par_chunks_mut(rows * d).try_for_each(|c| rot.apply_rows(Op::Transpose, c))?;
     Ok(())
 }
 
@@ -797,18 +795,16 @@ fn vjp_rows_par(
     }
     let rows = n.div_ceil(t);
     let is_output = matches!(saved, Saved::Output(_));
-    let parts = std::thread::scope(|s| {
-        let handles: Vec<_> = saved
-            .data()
-            .chunks(rows * d)
-            .zip(dy.chunks_mut(rows * d))
-            .map(|(sv, g)| {
-                let sv = if is_output { Saved::Output(sv) } else { Saved::Input(sv) };
-                s.spawn(move || one(sv, g))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("VJP thread panicked")).collect::<qgoft_math::Result<Vec<_>>>()
-    })?;
+    // Chunk results are collected in chunk order and added in that order.
+    let parts = saved
+        .data()
+        .par_chunks(rows * d)
+        .zip(dy.par_chunks_mut(rows * d))
+        .map(|(sv, g)| {
+            let sv = if is_output { Saved::Output(sv) } else { Saved::Input(sv) };
+            one(sv, g)
+        })
+        .collect::<qgoft_math::Result<Vec<_>>>()?;
     let mut parts = parts.into_iter();
     let (mut db, mut ds) = parts.next().unwrap_or_else(|| (vec![Block::default(); nb], scaled.then(|| vec![0.0; d])));
     for (pb, ps) in parts {
