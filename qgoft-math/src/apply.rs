@@ -308,7 +308,66 @@ impl<'a, T: Real> Rotation<'a, T> {
             }
             return overflow_unless(finite);
         }
-        overflow_unless(crate::simd::rows(self.kernel, self, op, x, tile))
+        overflow_unless(crate::simd::rows(self.kernel, self, op, None, x, tile).1)
+    }
+
+    /// Applies `op` to each row of the row-major `n x d` batch `x` into
+    /// `out` (same length), leaving `x` as it is. For the tree with `d` a
+    /// multiple of 8 the input is checked as it is read, in the same pass
+    /// as the rotation: one pass over the data where [`Rotation::apply_rows`]
+    /// on a copy makes three (copy, check, rotation).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `d` divides `x.len()` and
+    /// `out.len() == x.len()`; for the inverses, [`Error::SingularBlock`] or
+    /// [`Error::SingularScale`] (nothing written). [`Error::NonFinite`] for
+    /// a non-finite input and [`Error::Overflow`] for an infinite output:
+    /// `out`'s contents are then unspecified.
+    ///
+    /// ```
+    /// use qgoft_math::{AngleMap, Layout, Op, RotationBuf};
+    /// let r = RotationBuf::from_angles(Layout::Tree, 8, AngleMap::Raw, &[0.1f32; 7], None)?;
+    /// let x: Vec<f32> = (0..16).map(|i| i as f32).collect();
+    /// let (mut a, mut b) = (x.clone(), vec![0.0; 16]);
+    /// r.as_rotation().apply_rows(Op::Transpose, &mut a)?;
+    /// r.as_rotation().apply_rows_into(Op::Transpose, &x, &mut b)?;
+    /// assert_eq!(a, b);
+    /// # Ok::<(), qgoft_math::Error>(())
+    /// ```
+    pub fn apply_rows_into(&self, op: Op, x: &[T], out: &mut [T]) -> Result<()> {
+        let d = self.d;
+        if !x.len().is_multiple_of(d) {
+            return Err(Error::ShapeMismatch {
+                what: "row batch length (a multiple of d)",
+                expected: d * (x.len() / d + 1),
+                found: x.len(),
+            });
+        }
+        check_len("output batch (same length as the input)", x.len(), out.len())?;
+        self.check_invertible(op)?;
+        let fit = (TILE_SCRATCH / d).min(MAX_TILE);
+        let tile = if fit >= 8 {
+            fit / 8 * 8
+        } else if cfg!(feature = "std") && 8 * d <= crate::kernel::ROWS_BIG {
+            8
+        } else {
+            fit
+        };
+        if tile < 2 {
+            self.check_input(x)?;
+            out.copy_from_slice(x);
+            let mut finite = true;
+            for row in out.chunks_exact_mut(d) {
+                self.run_soa(op, row, 1, 0, 1);
+                finite &= crate::simd::all_finite(self.kernel, row);
+            }
+            return overflow_unless(finite);
+        }
+        let (input_ok, finite) = crate::simd::rows(self.kernel, self, op, Some(x), out, tile);
+        if !input_ok {
+            return check_finite("input batch", x);
+        }
+        overflow_unless(finite)
     }
 
     /// Applies `op` to each column of the row-major `d x n` matrix `x`.

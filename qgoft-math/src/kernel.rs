@@ -493,13 +493,14 @@ fn full<M: Arith, T: Real, const W: usize>(
 pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
+    src: Option<&[T]>,
     x: &mut [T],
     tile: usize,
-) -> bool {
+) -> (bool, bool) {
     if tile * rot.dim() > TILE_SCRATCH {
-        rows_in::<M, X, T, WT, WC, ROWS_BIG>(rot, op, x, tile)
+        rows_in::<M, X, T, WT, WC, ROWS_BIG>(rot, op, src, x, tile)
     } else {
-        rows_in::<M, X, T, WT, WC, TILE_SCRATCH>(rot, op, x, tile)
+        rows_in::<M, X, T, WT, WC, TILE_SCRATCH>(rot, op, src, x, tile)
     }
 }
 
@@ -513,19 +514,30 @@ pub(crate) const ROWS_BIG: usize = 8 * 4096;
 fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, const S: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
+    src: Option<&[T]>,
     x: &mut [T],
     tile: usize,
-) -> bool {
+) -> (bool, bool) {
     let d = rot.dim();
     let n = x.len() / d;
-    let mut finite = true;
+    let (mut input_ok, mut finite) = (true, true);
     let mut scratch = [T::zero(); S];
     let mut r0 = 0;
     // Whole groups of 8 rows of the tree in one pass (the buffer holds only
     // the blocks' leaders there: up to 64 rows at a time).
     if fused_rows_fit(rot) && fused_rows_tile(d, S) > 0 {
         r0 = n / ROW_BLOCK * ROW_BLOCK;
-        finite &= tree_rows_fused::<M, X, T, WT, WC>(rot, op, &mut x[..r0 * d], &mut scratch);
+        let (i, o) =
+            tree_rows_fused::<M, X, T, WT, WC>(rot, op, src.map(|s| &s[..r0 * d]), &mut x[..r0 * d], &mut scratch);
+        input_ok &= i;
+        finite &= o;
+    }
+    if let Some(src) = src {
+        x[r0 * d..].copy_from_slice(&src[r0 * d..]);
+        input_ok &= all_finite(&src[r0 * d..]);
+    }
+    if !input_ok {
+        return (false, finite);
     }
     while r0 < n {
         let tw = tile.min(n - r0);
@@ -537,7 +549,7 @@ fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, c
         transpose::<X, T, true>(rows, buf, tw, d);
         r0 += tw;
     }
-    finite
+    (input_ok, finite)
 }
 
 /// Coordinates (and rows) of the register blocks of the fused row kernels.
@@ -690,9 +702,10 @@ pub(crate) fn table_blocks<T: Real>(t: &[T]) -> [Block<T>; ROW_BLOCK] {
 fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
+    src: Option<&[T]>,
     x: &mut [T],
     scratch: &mut [T],
-) -> bool {
+) -> (bool, bool) {
     const B: usize = ROW_BLOCK;
     let d = rot.dim();
     let q = d / B;
@@ -703,14 +716,15 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let sub = rot.sub_tree(3);
     let asc = op.ascending();
     let inverts = op.inverts();
-    let mut finite = true;
+    let (mut input_ok, mut finite) = (true, true);
     let mut r0 = 0;
     while r0 < n {
         let w = tw.min(n - r0);
         let rows = &mut x[r0 * d..(r0 + w) * d];
+        let from = src.map(|s| &s[r0 * d..(r0 + w) * d]);
         let lead = &mut lead[..q * w];
         if !asc {
-            gather_leaders(rows, lead, d, w);
+            gather_leaders(from.unwrap_or(rows), lead, d, w);
             run::<M, T, WT, WC>(&sub, op, lead, w, 0, w);
         }
         let mut k = 0;
@@ -719,11 +733,26 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
                 let at = k * d + b * B;
                 let lk = b * w + k..b * w + k + B;
                 let sc: Option<&[T; B]> = rot.scale().map(|s| s[b * B..b * B + B].try_into().expect("8 scales"));
-                if M::FUSED && X::tree8(asc, &mut rows[at..], d, t, sc, inverts, &mut lead[lk.clone()], &mut finite) {
+                if M::FUSED
+                    && X::tree8(
+                        asc,
+                        from.map(|f| &f[at..]),
+                        &mut rows[at..],
+                        d,
+                        t,
+                        sc,
+                        inverts,
+                        &mut lead[lk.clone()],
+                        (&mut input_ok, &mut finite),
+                    )
+                {
                     continue;
                 }
                 let cb = table_blocks(t);
-                let mut v = load_block::<X, T>(&rows[at..], d);
+                let mut v = load_block::<X, T>(from.map_or(&rows[at..], |f| &f[at..]), d);
+                if from.is_some() {
+                    input_ok &= all_finite(v.as_flattened());
+                }
                 if asc {
                     if let Some(sc) = sc {
                         scale_block(&mut v, sc, inverts);
@@ -749,7 +778,7 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         }
         r0 += w;
     }
-    finite
+    (input_ok, finite)
 }
 
 /// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`.
@@ -801,13 +830,14 @@ pub(crate) trait Transposer {
     #[inline(always)]
     fn tree8<T: Real>(
         _asc: bool,
+        _src: Option<&[T]>,
         _rows: &mut [T],
         _ld: usize,
         _cb: &[T],
         _sc: Option<&[T; ROW_BLOCK]>,
         _inverts: bool,
         _lead: &mut [T],
-        _finite: &mut bool,
+        _finite: (&mut bool, &mut bool),
     ) -> bool {
         false
     }
@@ -949,8 +979,14 @@ pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
 }
 
 /// The portable row kernel.
-pub(crate) fn rows_portable<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
-    rows::<Plain, ByElement, T, 8, 16>(rot, op, x, tile)
+pub(crate) fn rows_portable<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    src: Option<&[T]>,
+    x: &mut [T],
+    tile: usize,
+) -> (bool, bool) {
+    rows::<Plain, ByElement, T, 8, 16>(rot, op, src, x, tile)
 }
 
 /// The portable kernel.
@@ -1055,6 +1091,11 @@ mod tests {
                 // Rows, columns and strided (coordinate-major) batches.
                 let mut rows = x.clone();
                 r.apply_rows(op, &mut rows).expect("rows");
+                let mut into = alloc::vec![T::zero(); n * d];
+                r.apply_rows_into(op, &x, &mut into).expect("rows into");
+                for (a, b) in rows.iter().zip(&into) {
+                    assert_eq!(Real::to_f64(*a).to_bits(), Real::to_f64(*b).to_bits(), "{layout:?} {op:?} into");
+                }
                 let mut cols = alloc::vec![T::zero(); n * d];
                 for l in 0..n {
                     for i in 0..d {
@@ -1207,6 +1248,12 @@ mod tests {
                 for op in OPS {
                     let mut rows = x.clone();
                     r.apply_rows(op, &mut rows).expect("rows");
+                    let mut into = alloc::vec![T::zero(); n * d];
+                    r.apply_rows_into(op, &x, &mut into).expect("rows into");
+                    assert!(rows
+                        .iter()
+                        .zip(&into)
+                        .all(|(a, b)| Real::to_f64(*a).to_bits() == Real::to_f64(*b).to_bits()));
                     let mut cols = alloc::vec![T::zero(); n * d];
                     for l in 0..n {
                         for i in 0..d {
@@ -1242,6 +1289,34 @@ mod tests {
             assert_eq!(rot.with_kernel(k).is_ok(), k.is_available());
         }
         assert!(Kernel::best().is_available());
+    }
+
+    /// The out-of-place rows check the input as they read it: the first
+    /// non-finite value is named and the input is left as it was, on the
+    /// fused path (d = 64) and the others (d = 60, the chain).
+    #[test]
+    fn non_finite_input_into_is_reported_and_input_kept() {
+        for (layout, d) in [(Layout::Tree, 64), (Layout::Tree, 60), (Layout::Chain, 64)] {
+            let bl = alloc::vec![Block::<f32>::identity(); d - 1];
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let rot = Rotation::strict(layout, d, &bl, None).expect("rotation").with_kernel(k).expect("k");
+                for (bad, at) in [(f32::NAN, d * 20 + 5), (f32::INFINITY, d * 36 + 1), (f32::NEG_INFINITY, 0)] {
+                    let mut x = alloc::vec![1.0f32; d * 37];
+                    x[at] = bad;
+                    let x0 = x.clone();
+                    let mut out = alloc::vec![0.0f32; d * 37];
+                    let err = rot.apply_rows_into(Op::Transpose, &x, &mut out).unwrap_err();
+                    assert!(matches!(err, crate::Error::NonFinite { index, .. } if index == at), "{err:?}");
+                    assert!(x.iter().zip(&x0).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+                let x = alloc::vec![1.0f32; d * 3];
+                let mut out = alloc::vec![0.0f32; d * 3 + 1];
+                assert!(matches!(
+                    rot.apply_rows_into(Op::Forward, &x, &mut out),
+                    Err(crate::Error::ShapeMismatch { .. })
+                ));
+            }
+        }
     }
 
     #[test]

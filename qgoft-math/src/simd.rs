@@ -68,24 +68,32 @@ pub(crate) fn run<T: Real>(
     crate::kernel::run_portable(rot, op, data, ld, base, tw);
 }
 
-/// Applies `op` to every row of the row-major batch `x` with kernel `k`,
-/// `tile` rows at a time; returns whether every output is finite.
+/// Applies `op` to every row of the row-major batch `x` (read from `src`
+/// when given) with kernel `k`, `tile` rows at a time; returns whether every
+/// input read from `src` and whether every output is finite.
 #[inline]
-pub(crate) fn rows<T: Real>(k: Kernel, rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+pub(crate) fn rows<T: Real>(
+    k: Kernel,
+    rot: &Rotation<'_, T>,
+    op: Op,
+    src: Option<&[T]>,
+    x: &mut [T],
+    tile: usize,
+) -> (bool, bool) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     match k {
         Kernel::Avx2 if available(Kernel::Avx2) => {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
-            return unsafe { x86::rows_avx2(rot, op, x, tile) };
+            return unsafe { x86::rows_avx2(rot, op, src, x, tile) };
         }
         Kernel::Avx512 if available(Kernel::Avx512) => {
             // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            return unsafe { x86::rows_avx512(rot, op, x, tile) };
+            return unsafe { x86::rows_avx512(rot, op, src, x, tile) };
         }
         _ => {}
     }
     let _ = k;
-    crate::kernel::rows_portable(rot, op, x, tile)
+    crate::kernel::rows_portable(rot, op, src, x, tile)
 }
 
 /// Whether every entry of `xs` is finite, vectorised for kernel `k`.
@@ -222,22 +230,34 @@ mod x86 {
     /// # Safety
     /// The processor must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_avx2<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+    pub(super) unsafe fn rows_avx2<T: Real>(
+        rot: &Rotation<'_, T>,
+        op: Op,
+        src: Option<&[T]>,
+        x: &mut [T],
+        tile: usize,
+    ) -> (bool, bool) {
         if is_f32::<T>() {
-            rows::<Fused, Shuffles, T, 8, 16>(rot, op, x, tile)
+            rows::<Fused, Shuffles, T, 8, 16>(rot, op, src, x, tile)
         } else {
-            rows::<Fused, Shuffles, T, 4, 8>(rot, op, x, tile)
+            rows::<Fused, Shuffles, T, 4, 8>(rot, op, src, x, tile)
         }
     }
 
     /// # Safety
     /// The processor must support AVX-512 F and VL, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    pub(super) unsafe fn rows_avx512<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T], tile: usize) -> bool {
+    pub(super) unsafe fn rows_avx512<T: Real>(
+        rot: &Rotation<'_, T>,
+        op: Op,
+        src: Option<&[T]>,
+        x: &mut [T],
+        tile: usize,
+    ) -> (bool, bool) {
         if is_f32::<T>() {
-            rows::<Fused, Shuffles, T, 16, 64>(rot, op, x, tile)
+            rows::<Fused, Shuffles, T, 16, 64>(rot, op, src, x, tile)
         } else {
-            rows::<Fused, Shuffles, T, 8, 32>(rot, op, x, tile)
+            rows::<Fused, Shuffles, T, 8, 32>(rot, op, src, x, tile)
         }
     }
 
@@ -313,34 +333,39 @@ mod x86 {
         #[inline(always)]
         fn tree8<T: Real>(
             asc: bool,
+            src: Option<&[T]>,
             rows: &mut [T],
             ld: usize,
             cb: &[T],
             sc: Option<&[T; 8]>,
             inverts: bool,
             lead: &mut [T],
-            finite: &mut bool,
+            finite: (&mut bool, &mut bool),
         ) -> bool {
             if TypeId::of::<T>() != TypeId::of::<f32>() {
                 return false;
             }
             // Bounds checked here, once: every access below is inside.
             let (rows, lead) = (&mut rows[..7 * ld + 8], &mut lead[..8]);
+            let src = src.map(|s| &s[..7 * ld + 8]);
             let cb: &[T; 28] = cb[..28].try_into().expect("7 blocks");
             let cb: &[f32; 28] = cast_ref(cb);
             let sc: Option<&[f32; 8]> = sc.map(cast_ref);
             let (p, l) = (rows.as_mut_ptr().cast::<f32>(), lead.as_mut_ptr().cast::<f32>());
+            let from = src.map_or(p.cast_const(), |s| s.as_ptr().cast::<f32>());
             // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
-            // `rows` covers `l * ld + a` and `lead` 8 values for `l, a < 8`;
-            // AVX2 and FMA are present (see the struct's note).
-            let ok = unsafe {
-                if asc {
-                    tree8_f32::<true>(p, ld, cb, sc, inverts, l)
-                } else {
-                    tree8_f32::<false>(p, ld, cb, sc, inverts, l)
+            // `rows` (and `src`) cover `l * ld + a` and `lead` 8 values for
+            // `l, a < 8`; AVX2 and FMA are present (see the struct's note).
+            let (i, o) = unsafe {
+                match (asc, src.is_some()) {
+                    (true, true) => tree8_f32::<true, true>(from, p, ld, cb, sc, inverts, l),
+                    (true, false) => tree8_f32::<true, false>(from, p, ld, cb, sc, inverts, l),
+                    (false, true) => tree8_f32::<false, true>(from, p, ld, cb, sc, inverts, l),
+                    (false, false) => tree8_f32::<false, false>(from, p, ld, cb, sc, inverts, l),
                 }
             };
-            *finite &= ok;
+            *finite.0 &= i;
+            *finite.1 &= o;
             true
         }
 
@@ -572,22 +597,25 @@ mod x86 {
         }
     }
 
-    /// See [`Transposer::tree8`]; returns whether every output is finite.
+    /// See [`Transposer::tree8`]; returns whether every input (if `CHECK`)
+    /// and every output is finite.
     ///
     /// # Safety
-    /// AVX2 and FMA; `p` readable and writable at `l * ld + a`, `lead` at
-    /// `a`, for `l, a < 8`.
+    /// AVX2 and FMA; `src` readable and `p` writable at `l * ld + a`,
+    /// `lead` readable and writable at `a`, for `l, a < 8`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tree8_f32<const ASC: bool>(
+    unsafe fn tree8_f32<const ASC: bool, const CHECK: bool>(
+        src: *const f32,
         p: *mut f32,
         ld: usize,
         cb: &[f32; 28],
         sc: Option<&[f32; 8]>,
         inverts: bool,
         lead: *mut f32,
-    ) -> bool {
-        let mut v = tr8(core::array::from_fn(|k| _mm256_loadu_ps(p.add(k * ld))));
+    ) -> (bool, bool) {
+        let mut v = tr8(core::array::from_fn(|k| _mm256_loadu_ps(src.add(k * ld))));
+        let input_ok = !CHECK || finite8(&v);
         if ASC {
             scale8(&mut v, sc, inverts);
             for t in 0..4 {
@@ -612,7 +640,7 @@ mod x86 {
         for (k, x) in o.into_iter().enumerate() {
             _mm256_storeu_ps(p.add(k * ld), x);
         }
-        ok
+        (input_ok, ok)
     }
 
     /// Whether all eight registers hold finite values: `x - x` is +0 for a

@@ -754,19 +754,23 @@ fn row_chunks(n: usize, d: usize) -> usize {
     crate::linalg::num_threads().min(n / MIN_ROWS_PER_THREAD).max(1)
 }
 
-/// `Z = X R` row by row (`apply_rows(Op::Transpose)`), the rows split over
-/// threads (rows are independent, so the result is the same bitwise).
-fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, z: &mut [f32], d: usize) -> Result<()> {
-    let n = z.len() / d.max(1);
+/// `Z = X R` row by row (`apply_rows_into(Op::Transpose)`: read, checked
+/// and rotated in one pass), the rows split over threads (rows are
+/// independent, so the result is the same bitwise).
+fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], d: usize) -> Result<Vec<f32>> {
+    let n = x.len() / d.max(1);
+    let mut z = vec![0.0f32; x.len()];
     let t = row_chunks(n, d);
     if t <= 1 {
-        rot.apply_rows(Op::Transpose, z)?;
-        return Ok(());
+        rot.apply_rows_into(Op::Transpose, x, &mut z)?;
+        return Ok(z);
     }
     let rows = n.div_ceil(t);
     // On the pool the GEMM runs on (its threads are awake after a GEMM).
-    z.par_chunks_mut(rows * d).try_for_each(|c| rot.apply_rows(Op::Transpose, c))?;
-    Ok(())
+    x.par_chunks(rows * d)
+        .zip(z.par_chunks_mut(rows * d))
+        .try_for_each(|(xc, zc)| rot.apply_rows_into(Op::Transpose, xc, zc))?;
+    Ok(z)
 }
 
 /// Block gradients and the optional scaling gradient.
@@ -825,8 +829,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
         return Err(Error::shape(format!("input of the adapted layer {}", a.params.name()), &[n, a.d], &[n, d]));
     }
     let rot = Arc::new(a.rotation()?);
-    let mut z = g.value(x).data().to_vec();
-    rotate_rows(&rot.as_rotation(), &mut z, d)?;
+    let z = rotate_rows(&rot.as_rotation(), g.value(x).data(), d)?;
     let mut inputs = vec![x, g.param(&a.params)];
     let scale_at = a.scaler.as_ref().map(|s| {
         inputs.push(g.param(s));
@@ -862,9 +865,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
             let z: &[f32] = match &saved_z {
                 Some(z) => z,
                 None if args.needs[w_at] => {
-                    let mut t = x.data().to_vec();
-                    rotate_rows(&rot, &mut t, d)?;
-                    recomputed = t;
+                    recomputed = rotate_rows(&rot, x.data(), d)?;
                     &recomputed
                 }
                 None => &[],
