@@ -42,7 +42,12 @@
 //!   one rotation's forward and inverse roundings alone reach `~3.4 u`), and
 //!   `2 u d |x|` for the full layouts. For the tree, two stages are undone
 //!   per pass over the tile, blocks of four coordinates and their gradients
-//!   held in registers (bitwise the same results as stage by stage).
+//!   held in registers (bitwise the same results as stage by stage). For
+//!   the tree with `d` a multiple of 8 the tiles are not copied at all: the
+//!   first three stages are undone on the rows in place, 8 x 8 blocks at a
+//!   time transposed into registers, and only every eighth coordinate (two
+//!   tiles of `d / 8` values per row) is gathered for the later stages;
+//!   the results are again bitwise those of the stage-by-stage walk.
 //! * [`Saved::Input`] (any rotation, needed for quasi blocks): the forward's
 //!   input `X`. The forward is recomputed tile by tile and the two inputs of
 //!   every block are kept for the tile only: `2 (number of blocks) x w`

@@ -19,6 +19,16 @@
 //! * anything else (the full-parallel layout, lanes left over after the last
 //!   whole chunk): the stages plane by plane over all lanes.
 //!
+//! Row-major batches are transposed tile by tile into this form, except for
+//! the tree with `d` a multiple of 8, which has a kernel of its own for rows
+//! (`tree_rows_fused`): one pass over the rows, 8 rows at a time, each
+//! 8 x 8 block (8 rows, 8 coordinates) transposed into registers, its first
+//! three stages applied there and transposed back; the later stages only
+//! touch every eighth coordinate (the blocks' leaders), which are gathered
+//! and done as above. The strict backward of the tree has the same shape
+//! (`grad`). Both evaluate every rotation exactly as the other kernels of
+//! the same instruction set do, so their results are bitwise the same.
+//!
 //! A rotation is `u = a p + b q`, `v = c p + e q`. The portable kernels
 //! evaluate it exactly so (two products and a sum, bitwise the same on every
 //! machine); the SIMD kernels fuse one product into a multiply-add, which
