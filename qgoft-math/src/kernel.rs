@@ -575,7 +575,7 @@ pub(crate) const MAX_FUSED_ROWS: usize = 64;
 #[inline(always)]
 pub(crate) fn fused_rows_fit<T: Real>(rot: &Rotation<'_, T>) -> bool {
     let d = rot.dim();
-    rot.layout() == Layout::Tree && d >= ROW_BLOCK && d % ROW_BLOCK == 0
+    rot.layout() == Layout::Tree && d >= ROW_BLOCK && d.is_multiple_of(ROW_BLOCK)
 }
 
 /// The 8 x 8 block of `src` (rows `l`, coordinates `a`, row stride `ss`)
