@@ -282,24 +282,9 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// contents are then unspecified.
     pub fn apply_rows(&self, op: Op, x: &mut [T]) -> Result<()> {
         let d = self.d;
-        if !x.len().is_multiple_of(d) {
-            return Err(Error::ShapeMismatch {
-                what: "row batch length (a multiple of d)",
-                expected: d * (x.len() / d + 1),
-                found: x.len(),
-            });
-        }
+        let tile = self.row_tile(x.len())?;
         self.check_input(x)?;
         self.check_invertible(op)?;
-        // Whole 8 x 8 blocks for the transposes where the buffer allows.
-        let fit = (TILE_SCRATCH / d).min(MAX_TILE);
-        let tile = if fit >= 8 {
-            fit / 8 * 8
-        } else if cfg!(feature = "std") && 8 * d <= crate::kernel::ROWS_BIG {
-            8
-        } else {
-            fit
-        };
         if tile < 2 {
             let mut finite = true;
             for row in x.chunks_exact_mut(d) {
@@ -336,23 +321,9 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// ```
     pub fn apply_rows_into(&self, op: Op, x: &[T], out: &mut [T]) -> Result<()> {
         let d = self.d;
-        if !x.len().is_multiple_of(d) {
-            return Err(Error::ShapeMismatch {
-                what: "row batch length (a multiple of d)",
-                expected: d * (x.len() / d + 1),
-                found: x.len(),
-            });
-        }
+        let tile = self.row_tile(x.len())?;
         check_len("output batch (same length as the input)", x.len(), out.len())?;
         self.check_invertible(op)?;
-        let fit = (TILE_SCRATCH / d).min(MAX_TILE);
-        let tile = if fit >= 8 {
-            fit / 8 * 8
-        } else if cfg!(feature = "std") && 8 * d <= crate::kernel::ROWS_BIG {
-            8
-        } else {
-            fit
-        };
         if tile < 2 {
             self.check_input(x)?;
             out.copy_from_slice(x);
@@ -368,6 +339,31 @@ impl<'a, T: Real> Rotation<'a, T> {
             return check_finite("input batch", x);
         }
         overflow_unless(finite)
+    }
+
+    /// Rows per tile of the row kernels for a row-major batch of `len`
+    /// scalars: whole 8 x 8 blocks for the transposes where the buffer
+    /// allows.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `d` divides `len`.
+    fn row_tile(&self, len: usize) -> Result<usize> {
+        let d = self.d;
+        if !len.is_multiple_of(d) {
+            return Err(Error::ShapeMismatch {
+                what: "row batch length (a multiple of d)",
+                expected: d * (len / d + 1),
+                found: len,
+            });
+        }
+        let fit = (TILE_SCRATCH / d).min(MAX_TILE);
+        Ok(if fit >= 8 {
+            fit / 8 * 8
+        } else if cfg!(feature = "std") && 8 * d <= crate::kernel::ROWS_BIG {
+            8
+        } else {
+            fit
+        })
     }
 
     /// Applies `op` to each column of the row-major `d x n` matrix `x`.
