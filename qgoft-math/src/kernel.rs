@@ -670,17 +670,12 @@ pub(crate) fn fused_rows_tile(d: usize, s: usize) -> usize {
 /// per 8-coordinate block in the order they are applied (see
 /// [`first_stages`]).
 #[inline(always)]
-pub(crate) fn fill_first_table<T: Real>(
-    rot: &Rotation<'_, T>,
-    op: Op,
-    table: &mut [T],
-    map: impl Fn(Op, Block<T>) -> Block<T> + Copy,
-) {
+pub(crate) fn fill_first_table<T: Real>(rot: &Rotation<'_, T>, op: Op, table: &mut [T]) {
     let d = rot.dim();
     let offs = first_offsets(d);
     let asc = op.ascending();
     for (b, t) in table.chunks_exact_mut(28).enumerate().take(d / ROW_BLOCK) {
-        let (cb, _) = first_stages(rot, op, b * ROW_BLOCK, asc, &offs, map);
+        let (cb, _) = first_stages(rot, op, b * ROW_BLOCK, asc, &offs, |op, blk| rot.effective(op, blk));
         for (r, c) in t.chunks_exact_mut(4).enumerate() {
             c.copy_from_slice(&cb[r].to_array());
         }
@@ -722,7 +717,7 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let n = x.len() / d;
     let tw = fused_rows_tile(d, scratch.len());
     let (table, lead) = scratch.split_at_mut(first_table_len(d));
-    fill_first_table(rot, op, table, |op, blk| rot.effective(op, blk));
+    fill_first_table(rot, op, table);
     let sub = rot.sub_tree(3);
     let asc = op.ascending();
     let inverts = op.inverts();

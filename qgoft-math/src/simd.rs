@@ -500,9 +500,14 @@ mod x86 {
     }
 
     /// See [`Transposer::recover8`].
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `y` readable and `g` writable at `l * ld + a` for
+    /// `l, a < 8`.
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn recover8_body<const ASC: bool>(
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn recover8_f32<const ASC: bool>(
         y: *const f32,
         g: *mut f32,
         ld: usize,
@@ -513,8 +518,8 @@ mod x86 {
         lz: &mut [f32; 8],
         lg: &mut [f32; 8],
     ) {
-        // SAFETY: AVX2 is enabled in every caller, which also guarantees
-        // that `y` and `g` cover `l * ld + a` for `l, a < 8`.
+        // SAFETY: AVX2 is enabled here; the caller guarantees that `y` and
+        // `g` cover `l * ld + a` for `l, a < 8`.
         unsafe {
             // The blocks are walked coordinates outermost: fetch the rows'
             // next cache lines (two blocks on) while this one is computed.
@@ -547,26 +552,6 @@ mod x86 {
             }
             store_t8(gv, g, ld);
         }
-    }
-
-    /// # Safety
-    /// AVX2 and FMA; `y` readable and `g` writable at `l * ld + a` for
-    /// `l, a < 8`.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn recover8_f32<const ASC: bool>(
-        y: *const f32,
-        g: *mut f32,
-        ld: usize,
-        cb: &[f32; 28],
-        sc: Option<&[f32; 8]>,
-        acc: &mut [f32; 224],
-        accs: &mut [f32; 64],
-        lz: &mut [f32; 8],
-        lg: &mut [f32; 8],
-    ) {
-        recover8_body::<ASC>(y, g, ld, cb, sc, acc, accs, lz, lg);
     }
 
     /// `(x_i, x_j) <- (a x_i + b x_j, c x_i + e x_j)` with block `r` of `cb`,
