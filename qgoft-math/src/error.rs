@@ -133,9 +133,8 @@ impl core::error::Error for Error {}
 
 /// Returns an error naming the first non-finite entry of `xs`.
 pub(crate) fn check_finite<T: crate::Real>(what: &'static str, xs: &[T]) -> Result<()> {
-    // `v * 0` is 0 for finite `v` and NaN otherwise: the fast test vectorises;
-    // the position is searched only on failure.
-    if xs.iter().fold(T::zero(), |acc, &v| acc + v * T::zero()) == T::zero() {
+    // The fast test vectorises; the position is searched only on failure.
+    if crate::kernel::all_finite(xs) {
         return Ok(());
     }
     match xs.iter().position(|v| !v.is_finite()) {

@@ -973,14 +973,22 @@ pub(crate) fn gather<X: Transposer, T: Real>(rows: &[T], buf: &mut [T], tw: usiz
     }
 }
 
-/// Whether every entry is finite: `|v| <= MAX` fails exactly for NaN and
-/// the infinities, and the conjunction is an associative reduction the
-/// compiler vectorises.
+/// Whether every entry is finite: `v - v` is +0 for a finite `v` and NaN
+/// for NaN and the infinities, and a sum of such differences is +0 exactly
+/// when every one is. 64 independent sums (whole vectors of any width) keep
+/// the adds' latency off the critical path; the compiler vectorises them.
 #[inline(always)]
-#[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must fail the test.
 pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
-    let m = T::max_value();
-    xs.iter().fold(0u32, |bad, &v| bad | u32::from(!(v.abs() <= m))) == 0
+    const L: usize = 64;
+    let mut acc = [T::zero(); L];
+    let mut chunks = xs.chunks_exact(L);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = *a + (v - v);
+        }
+    }
+    let tail = chunks.remainder().iter().fold(T::zero(), |s, &v| s + (v - v));
+    acc.iter().fold(tail, |s, &a| s + a) == T::zero()
 }
 
 /// The portable row kernel.
@@ -1164,6 +1172,40 @@ mod tests {
 
     twin_props!(kernels_agree_f32, f32);
     twin_props!(kernels_agree_f64, f64);
+
+    macro_rules! finite_props {
+        ($name:ident, $t:ty) => {
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(256))]
+                /// The finiteness test on every kernel: true on finite
+                /// values of any size (zeros of both signs, the extremes),
+                /// false as soon as one NaN or infinity is anywhere, at any
+                /// length around the 64-value chunks.
+                #[test]
+                fn $name(len in 0usize..200, at in any::<prop::sample::Index>(), which in 0usize..3,
+                         vals in prop::collection::vec(-1.0e3f64..1.0e3, 200)) {
+                    let mut xs: Vec<$t> = vals[..len].iter().map(|&v| <$t as Real>::from_f64(v)).collect();
+                    if len > 2 {
+                        xs[0] = -<$t>::MAX;
+                        xs[1] = -0.0;
+                        xs[len - 1] = <$t>::MAX;
+                    }
+                    for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                        prop_assert!(crate::simd::all_finite(k, &xs), "{k:?}");
+                    }
+                    if len > 0 {
+                        xs[at.index(len)] = [<$t>::NAN, <$t>::INFINITY, <$t>::NEG_INFINITY][which];
+                        for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                            prop_assert!(!crate::simd::all_finite(k, &xs), "{k:?} at {}", at.index(len));
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    finite_props!(finiteness_test_f32, f32);
+    finite_props!(finiteness_test_f64, f64);
 
     /// Sizes where the fused tree kernels have whole register blocks and
     /// lane chunks (and a partial last block), which small random sizes

@@ -100,9 +100,16 @@ pub(crate) fn rows<T: Real>(
 #[inline]
 pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if k != Kernel::Portable && available(Kernel::Avx2) {
-        // SAFETY: AVX2 and FMA were detected on this processor just above.
-        return unsafe { x86::all_finite_avx2(xs) };
+    match k {
+        Kernel::Avx2 if available(Kernel::Avx2) => {
+            // SAFETY: AVX2 and FMA were detected on this processor just above.
+            return unsafe { x86::all_finite_avx2(xs) };
+        }
+        Kernel::Avx512 if available(Kernel::Avx512) => {
+            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+            return unsafe { x86::all_finite_avx512(xs) };
+        }
+        _ => {}
     }
     let _ = k;
     crate::kernel::all_finite(xs)
@@ -294,6 +301,13 @@ mod x86 {
     /// The processor must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn all_finite_avx2<T: Real>(xs: &[T]) -> bool {
+        crate::kernel::all_finite(xs)
+    }
+
+    /// # Safety
+    /// The processor must support AVX-512 F and VL, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn all_finite_avx512<T: Real>(xs: &[T]) -> bool {
         crate::kernel::all_finite(xs)
     }
 

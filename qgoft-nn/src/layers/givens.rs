@@ -38,7 +38,7 @@
 //! with `Rotation::unmerge` (no matrix inverse, no dense `R`).
 
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use qgoft_math::grad::{Saved, Workspace, angle_param_grads, penalty_grad, quasi_param_grads};
 use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
@@ -163,6 +163,53 @@ pub struct GivensAdapter {
     d: usize,
     params: Param,
     scaler: Option<Param>,
+    /// Buffers of rotated inputs, handed back when a step's tape is dropped.
+    spare: Spare,
+}
+
+/// Buffers of rotated inputs `X R` kept from one training step to the next
+/// (shared by the clones of an adapter): a fresh buffer of a batch's size
+/// comes from the system as untouched pages, one page fault per 4 KiB on
+/// first write, which costs about as much as rotating the batch.
+#[derive(Clone, Default)]
+struct Spare(Arc<Mutex<Vec<Vec<f32>>>>);
+
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.lock().map(|v| v.len()).unwrap_or(0);
+        write!(f, "Spare({held} buffers)")
+    }
+}
+
+/// Buffers a [`Spare`] keeps at most (one per tape alive at once).
+const MAX_SPARE: usize = 2;
+
+impl Spare {
+    /// A buffer of `len` values (their contents unspecified).
+    fn take(&self, len: usize) -> Pooled {
+        let mut buf = self.0.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default();
+        if buf.len() != len {
+            buf.clear();
+            buf.resize(len, 0.0);
+        }
+        Pooled { buf, home: self.clone() }
+    }
+}
+
+/// A buffer of a [`Spare`], handed back to it when dropped.
+struct Pooled {
+    buf: Vec<f32>,
+    home: Spare,
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Ok(mut v) = self.home.0.lock()
+            && v.len() < MAX_SPARE
+        {
+            v.push(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 impl GivensAdapter {
@@ -195,7 +242,7 @@ impl GivensAdapter {
             .mode
             .has_scaling()
             .then(|| Param::new(format!("{module}.givens_scaler.{name}"), ParamKind::Adapter, Tensor::full(&[d], 1.0)));
-        Ok(GivensAdapter { config, d, params, scaler })
+        Ok(GivensAdapter { config, d, params, scaler, spare: Spare::default() })
     }
 
     /// The configuration.
@@ -757,20 +804,21 @@ fn row_chunks(n: usize, d: usize) -> usize {
 /// `Z = X R` row by row (`apply_rows_into(Op::Transpose)`: read, checked
 /// and rotated in one pass), the rows split over threads (rows are
 /// independent, so the result is the same bitwise).
-fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], d: usize) -> Result<Vec<f32>> {
+fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], d: usize, spare: &Spare) -> Result<Pooled> {
     let n = x.len() / d.max(1);
-    let mut z = vec![0.0f32; x.len()];
+    let mut out = spare.take(x.len());
+    let z = &mut out.buf;
     let t = row_chunks(n, d);
     if t <= 1 {
-        rot.apply_rows_into(Op::Transpose, x, &mut z)?;
-        return Ok(z);
+        rot.apply_rows_into(Op::Transpose, x, z)?;
+        return Ok(out);
     }
     let rows = n.div_ceil(t);
     // On the pool the GEMM runs on (its threads are awake after a GEMM).
     x.par_chunks(rows * d)
         .zip(z.par_chunks_mut(rows * d))
         .try_for_each(|(xc, zc)| rot.apply_rows_into(Op::Transpose, xc, zc))?;
-    Ok(z)
+    Ok(out)
 }
 
 /// Block gradients and the optional scaling gradient.
@@ -829,7 +877,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
         return Err(Error::shape(format!("input of the adapted layer {}", a.params.name()), &[n, a.d], &[n, d]));
     }
     let rot = Arc::new(a.rotation()?);
-    let z = rotate_rows(&rot.as_rotation(), g.value(x).data(), d)?;
+    let z = rotate_rows(&rot.as_rotation(), g.value(x).data(), d, &a.spare)?;
     let mut inputs = vec![x, g.param(&a.params)];
     let scale_at = a.scaler.as_ref().map(|s| {
         inputs.push(g.param(s));
@@ -844,7 +892,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
     let y = {
         let w = g.value(inputs[w_at]);
         let b = b_at.map(|i| g.value(inputs[i]));
-        affine(&z, n, d, w, b)
+        affine(&z.buf, n, d, w, b)
     };
     let m = base.out_features();
     let value = Tensor::new(vec![n, m], y)?;
@@ -852,6 +900,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
     // Strict rotations are inverted exactly: keep only the rotated input.
     // Quasi blocks need the input, which the tape holds as input 0.
     let saved_z = strict.then_some(z);
+    let spare = a.spare.clone();
     let pshape = a.params.shape();
     Ok(g.record(
         &inputs,
@@ -863,10 +912,10 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
             let mut out: Vec<Option<Tensor>> = vec![None; args.inputs.len()];
             let recomputed;
             let z: &[f32] = match &saved_z {
-                Some(z) => z,
+                Some(z) => &z.buf,
                 None if args.needs[w_at] => {
-                    recomputed = rotate_rows(&rot, x.data(), d)?;
-                    &recomputed
+                    recomputed = rotate_rows(&rot, x.data(), d, &spare)?;
+                    &recomputed.buf
                 }
                 None => &[],
             };
@@ -886,7 +935,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
                 let mut dz = vec![0.0f32; n * d];
                 gemm(n, m, d, gy, Trans::N, w, Trans::N, &mut dz, false);
                 let saved = match &saved_z {
-                    Some(z) => Saved::Output(&z[..]),
+                    Some(z) => Saved::Output(&z.buf[..]),
                     None => Saved::Input(x.data()),
                 };
                 let (dblocks, dscale) = vjp_rows_par(&rot, saved, &mut dz, d, scale_at.is_some())?;
@@ -975,6 +1024,56 @@ mod tests {
     }
 
     const MODES: [GivensMode; 3] = [GivensMode::Goft, GivensMode::GoftScaled, GivensMode::Qgoft { lambda: 0.1 }];
+
+    /// A step whose rotated-input buffer is a reused one (holding the last
+    /// step's values) gives bitwise what a layer with no spare buffer gives;
+    /// the spare buffers stay bounded.
+    #[test]
+    fn reused_buffers_change_nothing() {
+        let step = |l: &GivensLinear, x: &Tensor, gy: &Tensor| -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+            let mut g = Graph::new();
+            let xv = g.leaf(x.clone());
+            let y = l.forward(&mut g, xv).unwrap();
+            let out = g.value(y).data().to_vec();
+            let grads = g.backward_from(y, gy.clone()).unwrap();
+            let gp = grads.get(l.active().unwrap().params()).unwrap().data().to_vec();
+            (out, grads.wrt(xv).unwrap().data().to_vec(), gp)
+        };
+        for mode in MODES {
+            let (l, x) = layer(mode, Layout::Tree, 5);
+            let x2 = Tensor::from_fn(&[4, 7], |i| (i as f32 * 0.37).sin());
+            let gy = Tensor::from_fn(&[4, 5], |i| ((i * 3 % 7) as f32 - 3.0) / 3.0);
+            let _ = step(&l, &x, &gy);
+            let spare = &l.active().unwrap().spare;
+            assert_eq!(spare.0.lock().unwrap().len(), 1, "{mode:?}: the buffer came back");
+            let reused = step(&l, &x2, &gy);
+            // A fresh adapter with the same parameters: no spare buffer.
+            let mut rng = Rng::new(5);
+            let fresh = GivensLinear::with_default(
+                Linear::new("fc", 7, 5, true, &mut rng),
+                GivensConfig { mode, layout: Layout::Tree },
+            )
+            .unwrap();
+            for (p, q) in fresh.active().unwrap().all_params().iter().zip(l.active().unwrap().all_params()) {
+                p.set((*q.value()).clone()).unwrap();
+            }
+            assert_eq!(fresh.active().unwrap().spare.0.lock().unwrap().len(), 0);
+            assert_eq!(step(&fresh, &x2, &gy), reused, "{mode:?}");
+            // Tapes alive at once hold a buffer each (strict modes keep the
+            // rotated input for the backward); at most MAX_SPARE come back.
+            let tapes: Vec<Graph> = (0..MAX_SPARE + 2)
+                .map(|_| {
+                    let mut g = Graph::new();
+                    let xv = g.leaf(x.clone());
+                    l.forward(&mut g, xv).unwrap();
+                    g
+                })
+                .collect();
+            drop(tapes);
+            let kept = if mode.is_strict() { MAX_SPARE } else { 1 };
+            assert_eq!(spare.0.lock().unwrap().len(), kept, "{mode:?}");
+        }
+    }
 
     /// Central differences in f64 would need an f64 forward; in f32 with a
     /// moderate step the check is loose but catches wrong formulas.
