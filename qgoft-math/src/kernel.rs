@@ -978,6 +978,7 @@ pub(crate) fn gather<X: Transposer, T: Real>(rows: &[T], buf: &mut [T], tw: usiz
 /// when every one is. 64 independent sums (whole vectors of any width) keep
 /// the adds' latency off the critical path; the compiler vectorises them.
 #[inline(always)]
+#[allow(clippy::eq_op)] // `v - v` is the test: NaN for NaN and the infinities.
 pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
     const L: usize = 64;
     let mut acc = [T::zero(); L];
