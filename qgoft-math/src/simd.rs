@@ -677,7 +677,7 @@ mod x86 {
     /// The 8 x 8 block at `p` (row stride `ld`) transposed into registers
     /// (`v[a]` = coordinate `a` of rows 0-7): rows `k` and `k + 4` are
     /// loaded into the two halves of one register, so only 16 shuffles
-    /// remain (against 24 for [`tr8`] after plain loads).
+    /// remain (against 24 after plain loads).
     ///
     /// # Safety
     /// AVX; `p` readable at `l * ld + a` for `l, a < 8`.
@@ -709,49 +709,14 @@ mod x86 {
         }
     }
 
-    /// The 8 x 8 transpose of eight registers.
-    #[inline(always)]
-    fn tr8(r: [__m256; 8]) -> [__m256; 8] {
-        // SAFETY: AVX is enabled in every caller.
-        unsafe {
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            [
-                _mm256_permute2f128_ps::<0x20>(u0, u4),
-                _mm256_permute2f128_ps::<0x20>(u1, u5),
-                _mm256_permute2f128_ps::<0x20>(u2, u6),
-                _mm256_permute2f128_ps::<0x20>(u3, u7),
-                _mm256_permute2f128_ps::<0x31>(u0, u4),
-                _mm256_permute2f128_ps::<0x31>(u1, u5),
-                _mm256_permute2f128_ps::<0x31>(u2, u6),
-                _mm256_permute2f128_ps::<0x31>(u3, u7),
-            ]
-        }
-    }
-
     /// # Safety
     /// AVX2; `s` readable at `r * ss + c`, `d` writable at `c * ds + r`, for
     /// `r, c < 8`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tr8_f32(s: *const f32, ss: usize, d: *mut f32, ds: usize) {
-        let o = tr8(core::array::from_fn(|k| _mm256_loadu_ps(s.add(k * ss))));
-        for (k, v) in o.into_iter().enumerate() {
-            _mm256_storeu_ps(d.add(k * ds), v);
+        for (c, v) in load_t8(s, ss).into_iter().enumerate() {
+            _mm256_storeu_ps(d.add(c * ds), v);
         }
     }
 
