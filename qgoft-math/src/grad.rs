@@ -1105,22 +1105,15 @@ fn tree_block_recover<T: Real, const N: usize, const ASC: bool>(
     gv: &mut [[T; LANES]; N],
     acc: &mut [[[T; LANES]; 4]; N],
 ) {
-    let k = N.trailing_zeros() as usize;
-    let mut r = 0;
-    for step in 0..k {
-        let kk = if ASC { step } else { k - 1 - step };
-        let gap = 1usize << kk;
-        for t in 0..N >> (kk + 1) {
-            let i = t << (kk + 1);
-            let (mut u, mut v, mut p, mut q) = (zv[i], zv[i + gap], gv[i], gv[i + gap]);
-            lanes_recover(&cb[r], &mut u, &mut v, &mut p, &mut q, &mut acc[r]);
-            zv[i] = u;
-            zv[i + gap] = v;
-            gv[i] = p;
-            gv[i + gap] = q;
-            r += 1;
-        }
-    }
+    const { assert!(N.is_power_of_two() && N <= 8) };
+    crate::kernel::each_block_rotation!(N, ASC, |r, i, j| {
+        let (mut u, mut v, mut p, mut q) = (zv[i], zv[j], gv[i], gv[j]);
+        lanes_recover(&cb[r], &mut u, &mut v, &mut p, &mut q, &mut acc[r]);
+        zv[i] = u;
+        zv[j] = v;
+        gv[i] = p;
+        gv[j] = q;
+    });
 }
 
 /// One step of the strict backward for `LANES` lanes: recover the input

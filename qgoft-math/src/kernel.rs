@@ -378,30 +378,62 @@ fn tree_group<M: Arith, T: Real, const W: usize, const N: usize>(
     }
 }
 
+/// The coordinates `(i, j)` of rotation `r` of a register block of `n`
+/// (`n` a power of two, at most 8), its `log2 n` stages in order (`asc`) or
+/// reversed: stage `kk` pairs `i` (a multiple of `2^(kk + 1)`) with
+/// `i + 2^kk`.
+pub(crate) const fn block_pair(n: usize, asc: bool, r: usize) -> (usize, usize) {
+    let k = n.trailing_zeros() as usize;
+    let mut left = r;
+    let mut step = 0;
+    while step < k {
+        let kk = if asc { step } else { k - 1 - step };
+        let count = n >> (kk + 1);
+        if left < count {
+            let i = left << (kk + 1);
+            return (i, i + (1 << kk));
+        }
+        left -= count;
+        step += 1;
+    }
+    (0, 0)
+}
+
+/// Runs `$body` once for each rotation `$r` of a register block of `$n`
+/// (at most 8), with `$i`, `$j` its coordinates as constants: the block is
+/// unrolled whatever the optimiser decides about loops, so a block held in
+/// an array stays in registers.
+macro_rules! each_block_rotation {
+    ($n:expr, $asc:expr, |$r:ident, $i:ident, $j:ident| $body:block) => {
+        $crate::kernel::each_block_rotation!(@ $n, $asc, $r, $i, $j, $body, 0 1 2 3 4 5 6)
+    };
+    (@ $n:expr, $asc:expr, $r:ident, $i:ident, $j:ident, $body:block, $($k:literal)*) => {
+        $(
+            if $k + 1 < $n {
+                let $r: usize = $k;
+                let ($i, $j) = const { $crate::kernel::block_pair($n, $asc, $k) };
+                $body
+            }
+        )*
+    };
+}
+pub(crate) use each_block_rotation;
+
 /// The `log2 N` stages of one register block, in order (`ASC`) or reversed;
-/// every index is a
-/// constant once the loops are unrolled, so `v` stays in registers. `cb`
-/// holds the blocks in the order they are applied.
+/// every index is a constant, so `v` stays in registers. `cb` holds the
+/// blocks in the order they are applied.
 #[inline(always)]
 fn tree_block<M: Arith, T: Real, const W: usize, const N: usize, const ASC: bool>(
     v: &mut [[T; W]; N],
     cb: &[Block<T>; N],
 ) {
-    let k = N.trailing_zeros() as usize;
-    let mut r = 0;
-    for step in 0..k {
-        let kk = if ASC { step } else { k - 1 - step };
-        let g = 1usize << kk;
-        for t in 0..N >> (kk + 1) {
-            let i = t << (kk + 1);
-            let b = cb[r];
-            r += 1;
-            let (mut p, mut q) = (v[i], v[i + g]);
-            rot_arr::<M, T, W>(b, &mut p, &mut q);
-            v[i] = p;
-            v[i + g] = q;
-        }
-    }
+    const { assert!(N.is_power_of_two() && N <= 8) };
+    each_block_rotation!(N, ASC, |r, i, j| {
+        let (mut p, mut q) = (v[i], v[j]);
+        rot_arr::<M, T, W>(cb[r], &mut p, &mut q);
+        v[i] = p;
+        v[j] = q;
+    });
 }
 
 /// The chain: planes `(k, k + 1)`, the shared coordinate carried.
