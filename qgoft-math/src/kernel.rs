@@ -539,12 +539,23 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     x: &mut [T],
     tile: usize,
 ) -> (bool, bool) {
-    if tile * rot.dim() > TILE_SCRATCH {
+    let d = rot.dim();
+    // A batch that goes whole through the fused kernel needs only its
+    // coefficient table and leaders: a smaller buffer where the passes keep
+    // as many rows, so that less of it is zeroed on every call.
+    let whole_fused = fused_rows_fit(rot) && (x.len() / d).is_multiple_of(ROW_BLOCK);
+    if TILE_SCRATCH > ROWS_SMALL && whole_fused && fused_rows_tile(d, ROWS_SMALL) == fused_rows_tile(d, TILE_SCRATCH) {
+        rows_in::<M, X, T, WT, WC, ROWS_SMALL>(rot, op, src, x, tile)
+    } else if tile * d > TILE_SCRATCH {
         rows_in::<M, X, T, WT, WC, ROWS_BIG>(rot, op, src, x, tile)
     } else {
         rows_in::<M, X, T, WT, WC, TILE_SCRATCH>(rot, op, src, x, tile)
     }
 }
+
+/// Scalars of the stack buffer of [`rows`] for batches that the fused
+/// kernel takes whole, when that leaves its passes as many rows.
+const ROWS_SMALL: usize = 4096;
 
 /// Scalars of the stack buffer for rows too long for 8 of them to fit in
 /// [`TILE_SCRATCH`] (with `std` only: 128 KiB of `f32`, 256 KiB of `f64`),
