@@ -75,50 +75,23 @@ mod peak {
     /// The bits of every value ORed together (a read pass at the full
     /// vector width: integer ORs reorder freely).
     #[target_feature(enable = "avx512f,avx512vl,avx2")]
-    unsafe fn or_bits512(x: &[f32]) -> u32 {
+    pub unsafe fn or_bits512(x: &[f32]) -> u32 {
         x.iter().fold(0u32, |a, v| a | v.to_bits())
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn or_bits256(x: &[f32]) -> u32 {
+    pub unsafe fn or_bits256(x: &[f32]) -> u32 {
         x.iter().fold(0u32, |a, v| a | v.to_bits())
     }
 
     #[target_feature(enable = "avx512f,avx512vl,avx2")]
-    unsafe fn scale512(x: &mut [f32]) {
+    pub unsafe fn scale512(x: &mut [f32]) {
         x.iter_mut().for_each(|v| *v *= 1.000_000_1);
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn scale256(x: &mut [f32]) {
+    pub unsafe fn scale256(x: &mut [f32]) {
         x.iter_mut().for_each(|v| *v *= 1.000_000_1);
-    }
-
-    /// A read pass over `x` with the widest vectors the processor has.
-    pub fn read_pass(x: &[f32]) -> u32 {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-            // SAFETY: features detected above.
-            unsafe { or_bits512(x) }
-        } else if is_x86_feature_detected!("avx2") {
-            // SAFETY: feature detected above.
-            unsafe { or_bits256(x) }
-        } else {
-            x.iter().fold(0u32, |a, v| a | v.to_bits())
-        }
-    }
-
-    /// An in-place pass `x <- 1.0000001 x` with the widest vectors the
-    /// processor has.
-    pub fn rmw_pass(x: &mut [f32]) {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-            // SAFETY: features detected above.
-            unsafe { scale512(x) }
-        } else if is_x86_feature_detected!("avx2") {
-            // SAFETY: feature detected above.
-            unsafe { scale256(x) }
-        } else {
-            x.iter_mut().for_each(|v| *v *= 1.000_000_1);
-        }
     }
 
     /// f32 flops per second of one core: the best of the 256- and 512-bit
@@ -147,6 +120,33 @@ mod peak {
         }
         (best.0, best.1, all)
     }
+}
+
+/// A read pass over `x` with the widest vectors the processor has.
+fn read_pass(x: &[f32]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+        // SAFETY: features detected above.
+        return unsafe { peak::or_bits512(x) };
+    } else if is_x86_feature_detected!("avx2") {
+        // SAFETY: feature detected above.
+        return unsafe { peak::or_bits256(x) };
+    }
+    x.iter().fold(0u32, |a, v| a | v.to_bits())
+}
+
+/// An in-place pass `x <- 1.0000001 x` with the widest vectors the
+/// processor has.
+fn rmw_pass(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+        // SAFETY: features detected above.
+        return unsafe { peak::scale512(x) };
+    } else if is_x86_feature_detected!("avx2") {
+        // SAFETY: feature detected above.
+        return unsafe { peak::scale256(x) };
+    }
+    x.iter_mut().for_each(|v| *v *= 1.000_000_1);
 }
 
 /// Bytes per second of `x <- 1.0000001 x` in place over `x` (read + write
@@ -271,13 +271,6 @@ fn main() {
     let (in_cache_read, in_cache_rmw) = {
         let mut x = data::<f32>(256 * 64, 3);
         let inner = 200;
-        #[cfg(target_arch = "x86_64")]
-        let (read_pass, rmw_pass) = (peak::read_pass, peak::rmw_pass);
-        #[cfg(not(target_arch = "x86_64"))]
-        let (read_pass, rmw_pass) = (
-            |x: &[f32]| x.iter().fold(0u32, |a, v| a | v.to_bits()),
-            |x: &mut [f32]| x.iter_mut().for_each(|v| *v *= 1.000_000_1),
-        );
         let read = best(4 * reps, || {
             for _ in 0..inner {
                 black_box(read_pass(black_box(&x[..])));
