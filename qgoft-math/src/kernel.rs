@@ -543,8 +543,10 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     // A batch that goes whole through the fused kernel needs only its
     // coefficient table and leaders: a smaller buffer where the passes keep
     // as many rows, so that less of it is zeroed on every call.
+    // (A fused tile of 0 rows means the fused kernel does not run at all.)
     let whole_fused = fused_rows_fit(rot) && (x.len() / d).is_multiple_of(ROW_BLOCK);
-    if TILE_SCRATCH > ROWS_SMALL && whole_fused && fused_rows_tile(d, ROWS_SMALL) == fused_rows_tile(d, TILE_SCRATCH) {
+    let small = if whole_fused { fused_rows_tile(d, ROWS_SMALL) } else { 0 };
+    if TILE_SCRATCH > ROWS_SMALL && small > 0 && small == fused_rows_tile(d, TILE_SCRATCH) {
         rows_in::<M, X, T, WT, WC, ROWS_SMALL>(rot, op, src, x, tile)
     } else if tile * d > TILE_SCRATCH {
         rows_in::<M, X, T, WT, WC, ROWS_BIG>(rot, op, src, x, tile)
