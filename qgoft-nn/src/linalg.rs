@@ -21,11 +21,15 @@
 //! on that machine while other jobs kept both cores busy, so measure on
 //! an idle machine before relying on threading.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The machine's available parallelism, read on first use.
+static DEFAULT_THREADS: OnceLock<usize> = OnceLock::new();
 
 /// Products with fewer multiply-adds than this run on one thread.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
@@ -49,7 +53,9 @@ pub fn set_num_threads(n: usize) {
 /// ```
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // Asked once: on Linux the answer reads the cgroup's CPU quota from
+        // files, which costs system calls on every GEMM otherwise.
+        0 => *DEFAULT_THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         n => n,
     }
 }
