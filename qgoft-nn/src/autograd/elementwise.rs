@@ -121,15 +121,11 @@ impl Graph {
             value,
             Box::new(move |a| {
                 let db = if a.needs[1] {
-                    let mut db = vec![0.0f32; m];
-                    for row in a.grad.data().chunks_exact(m.max(1)) {
-                        db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-                    }
-                    Some(Tensor::new(vec![m], db)?)
+                    Some(Tensor::new(vec![m], super::matmul::column_sums(a.grad.data(), m))?)
                 } else {
                     None
                 };
-                Ok(vec![Some(a.grad.clone()), db])
+                Ok(vec![a.needs[0].then(|| a.grad.clone()), db])
             }),
         ))
     }

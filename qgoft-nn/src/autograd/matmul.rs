@@ -2,9 +2,37 @@
 //!
 //! For `C = A B`: `dA = dC B^T`, `dB = A^T dC`.
 //! For `C = A B^T`: `dA = dC B`, `dB = dC^T A`.
+//! For the layer `Y = X W^T + b`: `dX = dY W`, `dW = dY^T X`, `db` the
+//! column sums of `dY`.
 
 use super::{Graph, Var};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::linalg::{Trans, gemm};
+use crate::tensor::Tensor;
+
+/// `Z W^T + b` into a fresh `n x m` buffer, for `Z` (`n x d`, row-major) and
+/// `W` (`m x d`): one GEMM, then the bias added row by row.
+pub(crate) fn affine(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> Vec<f32> {
+    let m = w.shape()[0];
+    let mut y = vec![0.0f32; n * m];
+    gemm(n, d, m, z, Trans::N, w.data(), Trans::T, &mut y, false);
+    if let Some(b) = b {
+        for row in y.chunks_exact_mut(m.max(1)) {
+            row.iter_mut().zip(b.data()).for_each(|(v, bi)| *v += bi);
+        }
+    }
+    y
+}
+
+/// The column sums of a row-major matrix with `m` columns: the bias
+/// gradient of `X W^T + b`.
+pub(crate) fn column_sums(g: &[f32], m: usize) -> Vec<f32> {
+    let mut s = vec![0.0f32; m];
+    for row in g.chunks_exact(m.max(1)) {
+        s.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+    }
+    s
+}
 
 impl Graph {
     /// `A B` for `A` (m x k), `B` (k x n).
@@ -62,10 +90,68 @@ impl Graph {
             }),
         ))
     }
+
+    /// The affine layer `X W^T + b` for `X` (n x k), `W` (m x k) and an
+    /// optional bias `b` (m), as one node: one GEMM and a bias pass forward;
+    /// backward, only the products whose inputs need a gradient.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] if `X` or `W` is not a matrix, their widths
+    /// differ, or the bias does not have `m` elements.
+    ///
+    /// ```
+    /// use qgoft_nn::{Graph, Tensor};
+    /// let mut g = Graph::new();
+    /// let x = g.leaf(Tensor::full(&[1, 2], 1.0));
+    /// let w = g.constant(Tensor::from_fn(&[3, 2], |i| i as f32));
+    /// let b = g.constant(Tensor::full(&[3], 0.5));
+    /// let y = g.linear(x, w, Some(b))?;
+    /// assert_eq!(g.value(y).data(), &[1.5, 5.5, 9.5]);
+    /// # Ok::<(), qgoft_nn::Error>(())
+    /// ```
+    pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        let (xv, wv) = (self.value(x), self.value(w));
+        let (n, k) = xv.dims2()?;
+        let (m, kw) = wv.dims2()?;
+        if kw != k {
+            return Err(Error::shape("linear weight", &[m, k], wv.shape()));
+        }
+        let bv = b.map(|b| self.value(b));
+        if let Some(bv) = bv
+            && bv.shape() != [m]
+        {
+            return Err(Error::shape("linear bias", &[m], bv.shape()));
+        }
+        let value = Tensor::new(vec![n, m], affine(xv.data(), n, k, wv, bv))?;
+        let inputs: Vec<Var> = [x, w].into_iter().chain(b).collect();
+        Ok(self.record(
+            &inputs,
+            value,
+            Box::new(move |args| {
+                let (x, w, gy) = (args.inputs[0].data(), args.inputs[1].data(), args.grad.data());
+                let mut out = vec![None; args.inputs.len()];
+                if args.needs[0] {
+                    let mut dx = vec![0.0f32; n * k];
+                    gemm(n, m, k, gy, Trans::N, w, Trans::N, &mut dx, false);
+                    out[0] = Some(Tensor::new(vec![n, k], dx)?);
+                }
+                if args.needs[1] {
+                    let mut dw = vec![0.0f32; m * k];
+                    gemm(m, n, k, gy, Trans::T, x, Trans::N, &mut dw, false);
+                    out[1] = Some(Tensor::new(vec![m, k], dw)?);
+                }
+                if args.needs.get(2) == Some(&true) {
+                    out[2] = Some(Tensor::new(vec![m], column_sums(gy, m))?);
+                }
+                Ok(out)
+            }),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::autograd::Graph;
     use crate::autograd::check::{check_gradients, random};
 
     #[test]
@@ -76,5 +162,42 @@ mod tests {
     #[test]
     fn matmul_nt_backward_matches_finite_differences() {
         check_gradients(&[random(&[3, 4], 3), random(&[5, 4], 4)], |g, v| g.matmul_nt(v[0], v[1]));
+    }
+
+    #[test]
+    fn linear_backward_matches_finite_differences() {
+        check_gradients(&[random(&[3, 4], 5), random(&[5, 4], 6), random(&[5], 7)], |g, v| {
+            g.linear(v[0], v[1], Some(v[2]))
+        });
+        check_gradients(&[random(&[2, 3], 8), random(&[4, 3], 9)], |g, v| g.linear(v[0], v[1], None));
+    }
+
+    #[test]
+    fn linear_is_matmul_nt_then_bias_add() {
+        let (x, w, b) = (random(&[6, 5], 10), random(&[3, 5], 11), random(&[3], 12));
+        let mut g = Graph::new();
+        let (xv, wv, bv) = (g.leaf(x), g.leaf(w), g.leaf(b));
+        let fused = g.linear(xv, wv, Some(bv)).unwrap();
+        let p = g.matmul_nt(xv, wv).unwrap();
+        let two = g.bias_add(p, bv).unwrap();
+        assert_eq!(g.value(fused).data(), g.value(two).data());
+        let seed = random(&[6, 3], 13);
+        let a = g.backward_from(fused, seed.clone()).unwrap();
+        let c = g.backward_from(two, seed).unwrap();
+        for v in [xv, wv, bv] {
+            assert_eq!(a.wrt(v).unwrap().data(), c.wrt(v).unwrap().data());
+        }
+    }
+
+    #[test]
+    fn linear_rejects_mismatched_shapes() {
+        let mut g = Graph::new();
+        let x = g.leaf(random(&[2, 3], 14));
+        let w = g.leaf(random(&[4, 2], 15));
+        let b = g.leaf(random(&[3], 16));
+        let w_ok = g.leaf(random(&[4, 3], 17));
+        assert!(g.linear(x, w, None).is_err());
+        assert!(g.linear(x, w_ok, Some(b)).is_err());
+        assert!(g.linear(x, w_ok, None).is_ok());
     }
 }

@@ -30,7 +30,7 @@ mod activation;
 mod dropout;
 mod elementwise;
 mod loss;
-mod matmul;
+pub(crate) mod matmul;
 mod norm;
 
 #[cfg(test)]

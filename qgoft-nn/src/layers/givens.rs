@@ -44,6 +44,7 @@ use qgoft_math::grad::{Saved, Workspace, angle_param_grads, penalty_grad, quasi_
 use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
 
 use super::{Adapter, Linear, Module};
+use crate::autograd::matmul::{affine, column_sums};
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::linalg::{Trans, gemm};
@@ -773,19 +774,6 @@ impl GivensLinear {
     }
 }
 
-/// `Z W^T + b` into a fresh `n x m` buffer.
-fn affine(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> Vec<f32> {
-    let m = w.shape()[0];
-    let mut y = vec![0.0f32; n * m];
-    gemm(n, d, m, z, Trans::N, w.data(), Trans::T, &mut y, false);
-    if let Some(b) = b {
-        for row in y.chunks_exact_mut(m.max(1)) {
-            row.iter_mut().zip(b.data()).for_each(|(v, bi)| *v += bi);
-        }
-    }
-    y
-}
-
 /// Rows per thread below which the rotation runs on one thread.
 const MIN_ROWS_PER_THREAD: usize = 64;
 /// Elements (`n d`) below which the rotation runs on one thread.
@@ -925,11 +913,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
                 out[w_at] = Some(Tensor::new(vec![m, d], dw)?);
             }
             if let Some(bi) = b_at.filter(|&i| args.needs[i]) {
-                let mut db = vec![0.0f32; m];
-                for row in gy.chunks_exact(m.max(1)) {
-                    db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                }
-                out[bi] = Some(Tensor::new(vec![m], db)?);
+                out[bi] = Some(Tensor::new(vec![m], column_sums(gy, m))?);
             }
             if needs_rot {
                 let mut dz = vec![0.0f32; n * d];

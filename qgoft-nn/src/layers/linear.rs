@@ -128,14 +128,8 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, g: &mut Graph, x: Var) -> Result<Var> {
         let w = g.param(&self.weight);
-        let y = g.matmul_nt(x, w)?;
-        match &self.bias {
-            Some(b) => {
-                let b = g.param(b);
-                g.bias_add(y, b)
-            }
-            None => Ok(y),
-        }
+        let b = self.bias.as_ref().map(|b| g.param(b));
+        g.linear(x, w, b)
     }
 
     fn params(&self) -> Vec<Param> {
