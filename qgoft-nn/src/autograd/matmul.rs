@@ -34,6 +34,30 @@ pub(crate) fn column_sums(g: &[f32], m: usize) -> Vec<f32> {
     s
 }
 
+/// The gradients of `Y = Z W^T + b` (`Z` n x d, `W` m x d) from `dY`
+/// (n x m), each computed only where `want` (in the order `dZ`, `dW`, `db`)
+/// asks: `dZ = dY W`, `dW = dY^T Z`, `db` the column sums of `dY`. `z` is
+/// read only for `dW`.
+pub(crate) fn affine_backward(
+    gy: &[f32],
+    z: &[f32],
+    w: &[f32],
+    (n, d, m): (usize, usize, usize),
+    want: [bool; 3],
+) -> [Option<Vec<f32>>; 3] {
+    let dz = want[0].then(|| {
+        let mut dz = vec![0.0f32; n * d];
+        gemm(n, m, d, gy, Trans::N, w, Trans::N, &mut dz, false);
+        dz
+    });
+    let dw = want[1].then(|| {
+        let mut dw = vec![0.0f32; m * d];
+        gemm(m, n, d, gy, Trans::T, z, Trans::N, &mut dw, false);
+        dw
+    });
+    [dz, dw, want[2].then(|| column_sums(gy, m))]
+}
+
 impl Graph {
     /// `A B` for `A` (m x k), `B` (k x n).
     ///
@@ -129,19 +153,12 @@ impl Graph {
             value,
             Box::new(move |args| {
                 let (x, w, gy) = (args.inputs[0].data(), args.inputs[1].data(), args.grad.data());
-                let mut out = vec![None; args.inputs.len()];
-                if args.needs[0] {
-                    let mut dx = vec![0.0f32; n * k];
-                    gemm(n, m, k, gy, Trans::N, w, Trans::N, &mut dx, false);
-                    out[0] = Some(Tensor::new(vec![n, k], dx)?);
-                }
-                if args.needs[1] {
-                    let mut dw = vec![0.0f32; m * k];
-                    gemm(m, n, k, gy, Trans::T, x, Trans::N, &mut dw, false);
-                    out[1] = Some(Tensor::new(vec![m, k], dw)?);
-                }
-                if args.needs.get(2) == Some(&true) {
-                    out[2] = Some(Tensor::new(vec![m], column_sums(gy, m))?);
+                let want = [args.needs[0], args.needs[1], args.needs.get(2) == Some(&true)];
+                let [dx, dw, db] = affine_backward(gy, x, w, (n, k, m), want);
+                let mut out = vec![dx.map(|v| Tensor::new(vec![n, k], v)).transpose()?];
+                out.push(dw.map(|v| Tensor::new(vec![m, k], v)).transpose()?);
+                if b.is_some() {
+                    out.push(db.map(|v| Tensor::new(vec![m], v)).transpose()?);
                 }
                 Ok(out)
             }),

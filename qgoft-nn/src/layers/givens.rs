@@ -44,10 +44,9 @@ use qgoft_math::grad::{Saved, Workspace, angle_param_grads, penalty_grad, quasi_
 use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
 
 use super::{Adapter, Linear, Module};
-use crate::autograd::matmul::{affine, column_sums};
+use crate::autograd::matmul::{affine, affine_backward};
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::linalg::{Trans, gemm};
 use crate::param::{Param, ParamKind};
 use crate::tensor::Tensor;
 
@@ -907,17 +906,13 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
                 }
                 None => &[],
             };
-            if args.needs[w_at] {
-                let mut dw = vec![0.0f32; m * d];
-                gemm(m, n, d, gy, Trans::T, z, Trans::N, &mut dw, false);
-                out[w_at] = Some(Tensor::new(vec![m, d], dw)?);
+            let want = [needs_rot, args.needs[w_at], b_at.is_some_and(|i| args.needs[i])];
+            let [dz, dw, db] = affine_backward(gy, z, w, (n, d, m), want);
+            out[w_at] = dw.map(|v| Tensor::new(vec![m, d], v)).transpose()?;
+            if let (Some(bi), Some(db)) = (b_at, db) {
+                out[bi] = Some(Tensor::new(vec![m], db)?);
             }
-            if let Some(bi) = b_at.filter(|&i| args.needs[i]) {
-                out[bi] = Some(Tensor::new(vec![m], column_sums(gy, m))?);
-            }
-            if needs_rot {
-                let mut dz = vec![0.0f32; n * d];
-                gemm(n, m, d, gy, Trans::N, w, Trans::N, &mut dz, false);
+            if let Some(mut dz) = dz {
                 let saved = match &saved_z {
                     Some(z) => Saved::Output(&z.buf[..]),
                     None => Saved::Input(x.data()),
