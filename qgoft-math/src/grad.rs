@@ -295,6 +295,106 @@ pub fn vjp_rows<T: Real>(
     dscale: Option<&mut [T]>,
     work: &mut [T],
 ) -> Result<()> {
+    let geo = check_vjp(rot, op, saved, dy.len(), dblocks.len(), dscale.as_deref().map(<[T]>::len), work.len())?;
+    let data = saved.data();
+    if !crate::simd::all_finite(rot.kernel(), data) {
+        check_finite("saved batch", data)?;
+    }
+    if !crate::simd::all_finite(rot.kernel(), dy) {
+        check_finite("upstream gradient", dy)?;
+    }
+    check_recoverable(rot, saved)?;
+    if geo.n == 0 {
+        return Ok(());
+    }
+    let work = &mut work[..geo.workspace_len()];
+    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
+    add_totals(total, dblocks, dscale);
+    Ok(())
+}
+
+/// [`vjp_rows`] for a caller that owns `dy` and has no use for it after an
+/// error (a training step's upstream gradient): the saved batch and `dy`
+/// are checked through the results instead of by two passes over them
+/// before the work. The results are bitwise those of [`vjp_rows`].
+///
+/// Every value of both batches reaches the block gradients (each coordinate
+/// is in some block, and a non-finite value stays non-finite through
+/// rotations, products and sums), or the scaling gradient for `d = 1`;
+/// only an unscaled rotation of width 1 has neither, and is checked before
+/// the work as [`vjp_rows`] does.
+///
+/// # Errors
+/// As [`vjp_rows`], except for non-finite values: `dblocks` and `dscale` are
+/// never written on error, but on [`Error::NonFinite`] and
+/// [`Error::Overflow`] the contents of `dy` are unspecified.
+/// * [`Error::NonFinite`] naming the first non-finite entry of the saved
+///   batch (`"saved batch"`) if it has one; otherwise the first non-finite
+///   entry of the computed `dL/dX` (`"input gradient (from a non-finite
+///   upstream gradient)"`), which lies in the row of the offending upstream
+///   value (rows are independent);
+/// * [`Error::Overflow`] when both batches are finite and a block or
+///   scaling gradient overflowed.
+///
+/// ```
+/// use qgoft_math::grad::{vjp_rows, vjp_rows_owned, workspace_len, Saved};
+/// use qgoft_math::{AngleMap, Block, Error, Layout, Op, RotationBuf};
+/// let r = RotationBuf::from_angles(Layout::Tree, 4, AngleMap::Raw, &[0.3f64, -0.2, 0.9], None)?;
+/// let r = r.as_rotation();
+/// let y = [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 2.0];
+/// let mut work = vec![0.0; workspace_len(&r, Saved::Output(&y))];
+/// let (mut g1, mut g2) = ([0.5; 8], [0.5; 8]);
+/// let (mut db1, mut db2) = ([Block::default(); 3], [Block::default(); 3]);
+/// vjp_rows(&r, Op::Transpose, Saved::Output(&y), &mut g1, &mut db1, None, &mut work)?;
+/// vjp_rows_owned(&r, Op::Transpose, Saved::Output(&y), &mut g2, &mut db2, None, &mut work)?;
+/// assert_eq!((g1, db1), (g2, db2));
+/// // A NaN in the second row of the upstream gradient.
+/// g2 = [0.5; 8];
+/// g2[6] = f64::NAN;
+/// let err = vjp_rows_owned(&r, Op::Transpose, Saved::Output(&y), &mut g2, &mut db2, None, &mut work);
+/// assert!(matches!(err, Err(Error::NonFinite { index: 4..=7, .. })), "{err:?}");
+/// assert_eq!(db2, db1);
+/// # Ok::<(), qgoft_math::Error>(())
+/// ```
+pub fn vjp_rows_owned<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    saved: Saved<'_, T>,
+    dy: &mut [T],
+    dblocks: &mut [Block<T>],
+    dscale: Option<&mut [T]>,
+    work: &mut [T],
+) -> Result<()> {
+    let geo = check_vjp(rot, op, saved, dy.len(), dblocks.len(), dscale.as_deref().map(<[T]>::len), work.len())?;
+    if geo.g_len == 0 {
+        return vjp_rows(rot, op, saved, dy, dblocks, dscale, work);
+    }
+    check_recoverable(rot, saved)?;
+    if geo.n == 0 {
+        return Ok(());
+    }
+    let work = &mut work[..geo.workspace_len()];
+    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
+    if !total.iter().all(|v| v.is_finite()) {
+        check_finite("saved batch", saved.data())?;
+        check_finite("input gradient (from a non-finite upstream gradient)", dy)?;
+        return Err(Error::Overflow { what: "block or scaling gradients of a VJP" });
+    }
+    add_totals(total, dblocks, dscale);
+    Ok(())
+}
+
+/// The argument checks of [`vjp_rows`] that read no data: operator, kind of
+/// saved batch, lengths and workspace; returns the run's sizes.
+fn check_vjp<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    saved: Saved<'_, T>,
+    dy_len: usize,
+    dblocks_len: usize,
+    dscale_len: Option<usize>,
+    work_len: usize,
+) -> Result<Geometry> {
     let d = rot.dim();
     let data = saved.data();
     if !matches!(op, Op::Forward | Op::Transpose) {
@@ -313,36 +413,35 @@ pub fn vjp_rows<T: Real>(
             found: data.len(),
         });
     }
-    check_len("upstream gradient (same shape as the saved batch)", data.len(), dy.len())?;
-    check_len("block gradients", rot.blocks().len(), dblocks.len())?;
-    match (&dscale, rot.scale()) {
-        (Some(ds), None) => check_len("scale gradient of an unscaled rotation", 0, ds.len())?,
-        (Some(ds), Some(_)) => check_len("scale gradient", d, ds.len())?,
+    check_len("upstream gradient (same shape as the saved batch)", data.len(), dy_len)?;
+    check_len("block gradients", rot.blocks().len(), dblocks_len)?;
+    match (dscale_len, rot.scale()) {
+        (Some(n), None) => check_len("scale gradient of an unscaled rotation", 0, n)?,
+        (Some(n), Some(_)) => check_len("scale gradient", d, n)?,
         _ => {}
     }
     let geo = Geometry::of(rot, &saved);
     let need = geo.workspace_len();
-    if work.len() < need {
-        return Err(Error::ShapeMismatch { what: "gradient workspace", expected: need, found: work.len() });
+    if work_len < need {
+        return Err(Error::ShapeMismatch { what: "gradient workspace", expected: need, found: work_len });
     }
-    if !crate::simd::all_finite(rot.kernel(), data) {
-        check_finite("saved batch", data)?;
-    }
-    if !crate::simd::all_finite(rot.kernel(), dy) {
-        check_finite("upstream gradient", dy)?;
-    }
+    Ok(geo)
+}
+
+/// [`Error::SingularScale`] when the steps' inputs are to be recovered from
+/// the output through a zero scaling entry.
+fn check_recoverable<T: Real>(rot: &Rotation<'_, T>, saved: Saved<'_, T>) -> Result<()> {
     if let (Saved::Output(_), Some(s)) = (saved, rot.scale()) {
         if let Some(index) = s.iter().position(|v| *v == T::zero()) {
             return Err(Error::SingularScale { index, value: 0.0 });
         }
     }
-    if geo.n == 0 {
-        return Ok(());
-    }
-    // The same arithmetic compiled for the rotation's kernel: wider vectors,
-    // bitwise the same results (no products are fused).
-    let work = &mut work[..need];
-    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
+    Ok(())
+}
+
+/// Adds a backward's gradient set (`4` entries per block, then the scaling)
+/// to the caller's accumulators.
+fn add_totals<T: Real>(total: &[T], dblocks: &mut [Block<T>], dscale: Option<&mut [T]>) {
     let nb = dblocks.len();
     for (db, s) in dblocks.iter_mut().zip(total.chunks_exact(4)) {
         db.a = db.a + s[0];
@@ -355,7 +454,6 @@ pub fn vjp_rows<T: Real>(
             *v = *v + *s;
         }
     }
-    Ok(())
 }
 
 /// The VJP of the merge `W' = W R^T` (row `r`: `w'_r = R w_r`) for a
@@ -534,11 +632,32 @@ impl<T: Real> Workspace<T> {
         dblocks: &mut [Block<T>],
         dscale: Option<&mut [T]>,
     ) -> Result<()> {
+        vjp_rows(rot, op, saved, dy, dblocks, dscale, self.grown(rot, saved))
+    }
+
+    /// [`vjp_rows_owned`] with this workspace, grown as needed.
+    ///
+    /// # Errors
+    /// As [`vjp_rows_owned`].
+    pub fn vjp_rows_owned(
+        &mut self,
+        rot: &Rotation<'_, T>,
+        op: Op,
+        saved: Saved<'_, T>,
+        dy: &mut [T],
+        dblocks: &mut [Block<T>],
+        dscale: Option<&mut [T]>,
+    ) -> Result<()> {
+        vjp_rows_owned(rot, op, saved, dy, dblocks, dscale, self.grown(rot, saved))
+    }
+
+    /// The buffer, grown to what a VJP of `saved` needs.
+    fn grown(&mut self, rot: &Rotation<'_, T>, saved: Saved<'_, T>) -> &mut [T] {
         let need = workspace_len(rot, saved);
         if self.buf.len() < need {
             self.buf.resize(need, T::zero());
         }
-        vjp_rows(rot, op, saved, dy, dblocks, dscale, &mut self.buf)
+        &mut self.buf
     }
 }
 

@@ -7,7 +7,8 @@
 
 use proptest::prelude::*;
 use qgoft_math::grad::{
-    angle_param_grads, penalty_grad, quasi_param_grads, vjp_merge, vjp_rows, workspace_len, Saved, Workspace,
+    angle_param_grads, penalty_grad, quasi_param_grads, vjp_merge, vjp_rows, vjp_rows_owned, workspace_len, Saved,
+    Workspace,
 };
 use qgoft_math::metrics::penalty;
 use qgoft_math::{AngleMap, Block, Error, Layout, Op, Real, RotationBuf};
@@ -216,6 +217,71 @@ fn check_case<T: Real>(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// [`vjp_rows_owned`] against [`vjp_rows`] on one case (bitwise), then with
+/// `bad` at flat index `at` of the saved batch (`in_saved`) or of the
+/// upstream gradient: a typed error naming that value (for the upstream
+/// gradient, a value in its row) and the accumulators untouched.
+fn owned_case<T: Real>(c: &Case, bad: f64, in_saved: bool, at: usize) -> Result<(), TestCaseError> {
+    let cast = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>();
+    let bits = |v: &[T]| v.iter().map(|&v| Real::to_f64(v).to_bits()).collect::<Vec<u64>>();
+    let block_bits =
+        |v: &[Block<T>]| v.iter().flat_map(|b| b.to_array()).map(|v| Real::to_f64(v).to_bits()).collect::<Vec<u64>>();
+    let params = cast(&c.params);
+    let scale = c.scale.as_deref().map(cast);
+    let x = cast(&c.x);
+    let r = c.rotation(&params, scale.as_deref());
+    let rot = r.as_rotation();
+    let mut y = x.clone();
+    rot.apply_rows(c.op, &mut y).expect("forward");
+    let mut saved_buf = if c.from_output { y } else { x };
+    fn saved<T>(from_output: bool, b: &[T]) -> Saved<'_, T> {
+        if from_output {
+            Saved::Output(b)
+        } else {
+            Saved::Input(b)
+        }
+    }
+    let nb = rot.blocks().len();
+    let ds_len = if c.scaled { c.d } else { 0 };
+    let mut ws = Workspace::new();
+    let run = |owned: bool, ws: &mut Workspace<T>, sv: &[T], g: &mut [T], db: &mut [Block<T>], ds: &mut [T]| {
+        let ds = if c.scaled { Some(ds) } else { None };
+        if owned {
+            ws.vjp_rows_owned(&rot, c.op, saved(c.from_output, sv), g, db, ds)
+        } else {
+            ws.vjp_rows(&rot, c.op, saved(c.from_output, sv), g, db, ds)
+        }
+    };
+    let (mut g1, mut db1, mut ds1) = (cast(&c.gy), vec![Block::<T>::default(); nb], vec![T::zero(); ds_len]);
+    run(false, &mut ws, &saved_buf, &mut g1, &mut db1, &mut ds1).expect("vjp");
+    let (mut g2, mut db2, mut ds2) = (cast(&c.gy), vec![Block::<T>::default(); nb], vec![T::zero(); ds_len]);
+    run(true, &mut ws, &saved_buf, &mut g2, &mut db2, &mut ds2).expect("owned vjp");
+    prop_assert_eq!(bits(&g1), bits(&g2));
+    prop_assert_eq!(block_bits(&db1), block_bits(&db2));
+    prop_assert_eq!(bits(&ds1), bits(&ds2));
+
+    let mut g = cast(&c.gy);
+    if in_saved {
+        saved_buf[at] = T::from_f64(bad);
+    } else {
+        g[at] = T::from_f64(bad);
+    }
+    let err = run(true, &mut ws, &saved_buf, &mut g, &mut db2, &mut ds2);
+    match err {
+        Err(Error::NonFinite { what: "saved batch", index, .. }) if in_saved => prop_assert_eq!(index, at),
+        Err(Error::NonFinite { what: "upstream gradient", index, .. }) if !in_saved => prop_assert_eq!(index, at),
+        Err(Error::NonFinite { what: "input gradient (from a non-finite upstream gradient)", index, .. })
+            if !in_saved =>
+        {
+            prop_assert_eq!(index / c.d, at / c.d)
+        }
+        other => prop_assert!(false, "unexpected result {other:?}"),
+    }
+    prop_assert_eq!(block_bits(&db1), block_bits(&db2));
+    prop_assert_eq!(bits(&ds1), bits(&ds2));
+    Ok(())
+}
+
 macro_rules! vjp_props {
     ($name:ident, $t:ty) => {
         mod $name {
@@ -237,6 +303,24 @@ macro_rules! vjp_props {
                 ) {
                     let c = Case::new::<$t>(layout, d, n, mode, scaled, transpose, from_output, seed);
                     check_case::<$t>(&c)?;
+                }
+
+                #[test]
+                fn owned_vjp_is_the_vjp_and_finds_every_non_finite_value(
+                    layout in 0usize..4,
+                    d in 1usize..=40,
+                    n in 1usize..=12,
+                    mode in 0usize..3,
+                    scaled in any::<bool>(),
+                    transpose in any::<bool>(),
+                    from_output in any::<bool>(),
+                    seed in any::<u64>(),
+                    bad in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY)],
+                    in_saved in any::<bool>(),
+                    at in any::<prop::sample::Index>(),
+                ) {
+                    let c = Case::new::<$t>(layout, d, n, mode, scaled, transpose, from_output, seed);
+                    owned_case::<$t>(&c, bad, in_saved, at.index(n * d))?;
                 }
 
                 #[test]
@@ -396,6 +480,13 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     assert!(matches!(err, Err(Error::ShapeMismatch { what: "scale gradient", .. })));
     let err = vjp_rows(&rot, Op::Transpose, Saved::Input(&x), &mut g, &mut db, None, &mut work[..1]);
     assert!(matches!(err, Err(Error::ShapeMismatch { what: "gradient workspace", .. })));
+    // The owned form checks the same arguments the same way, before any work.
+    let err = vjp_rows_owned(&rot, Op::Transpose, Saved::Input(&x), &mut g, &mut db, None, &mut work[..1]);
+    assert!(matches!(err, Err(Error::ShapeMismatch { what: "gradient workspace", .. })));
+    let err = vjp_rows_owned(&rot, Op::Transpose, Saved::Output(&x), &mut g, &mut db, Some(&mut ds), &mut work);
+    assert_eq!(err, Err(Error::SingularScale { index: 1, value: 0.0 }));
+    let err = vjp_rows_owned(&rot, Op::Inverse, Saved::Input(&x), &mut g, &mut db, None, &mut work);
+    assert!(matches!(err, Err(Error::InvalidArgument { .. })));
     // Inverse operators and quasi rotations from the output are refused.
     let err = vjp_rows(&rot, Op::Inverse, Saved::Input(&x), &mut g, &mut db, None, &mut work);
     assert!(matches!(err, Err(Error::InvalidArgument { .. })));

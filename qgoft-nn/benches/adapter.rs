@@ -24,7 +24,9 @@
 //! `cargo bench -p qgoft-nn --bench adapter` (add `-- --quick` for fewer
 //! repetitions, `-- --threads N` to set the GEMM and rotation threads).
 //! The bare-kernel columns run the rotation on one thread; the layer splits
-//! its rows over the GEMM threads.
+//! its rows over the GEMM threads. Freed memory is kept in the process
+//! (`linalg::retain_freed_memory`, as the `qgoft` binary does);
+//! `-- --allocator-default` leaves the allocator's defaults.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -35,7 +37,7 @@ use qgoft_math::grad::{Saved, Workspace, angle_param_grads};
 use qgoft_math::{Block, Op};
 use qgoft_nn::layers::givens::ANGLE_MAP;
 use qgoft_nn::layers::{GivensConfig, GivensLinear, Linear, Module};
-use qgoft_nn::linalg::{Trans, gemm, num_threads, set_num_threads};
+use qgoft_nn::linalg::{Trans, gemm, num_threads, retain_freed_memory, set_num_threads};
 use qgoft_nn::{Graph, Rng, Tensor};
 
 /// Timings of `a` and `b`, interleaved so drift hits both alike: the best
@@ -85,10 +87,15 @@ fn main() {
     if let Some(t) = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)) {
         set_num_threads(t.parse().expect("--threads takes a number"));
     }
+    // As the `qgoft` binary does: without it, glibc maps and faults in the
+    // step's multi-MiB buffers afresh every step (see the function).
+    let retained = !args.iter().any(|a| a == "--allocator-default") && retain_freed_memory();
     let mut rng = Rng::new(0);
     println!(
-        "Givens adapter (GOFT, tree) over the frozen linear layer, forward + backward, best times, {} threads",
-        num_threads()
+        "Givens adapter (GOFT, tree) over the frozen linear layer, forward + backward, best times, {} threads, \
+         freed memory {}",
+        num_threads(),
+        if retained { "retained (glibc mallopt)" } else { "as the allocator does by default" }
     );
     println!(
         "{:>18} {:>11} {:>11} {:>8} {:>8} {:>8} {:>11} {:>11} {:>8} {:>10} {:>8}",

@@ -790,6 +790,7 @@ fn invalid(what: &str, value: impl std::fmt::Display) -> Error {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    qgoft_nn::linalg::retain_freed_memory();
     qgoft_nn::linalg::set_num_threads(cli.threads);
     let device = match &cli.command {
         Command::Demo(a) => Some((&a.device, "demo")),

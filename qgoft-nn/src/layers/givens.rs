@@ -622,8 +622,7 @@ impl GivensLinear {
             ));
         }
         let r = self.adapters[i].1.rotation()?;
-        let mut w = (*self.base.weight().value()).clone();
-        r.as_rotation().merge(w.data_mut())?;
+        let w = rotated_weight(&r.as_rotation(), Op::Forward, &self.base.weight().value())?;
         self.base.weight().set(w)?;
         self.merged.push(i);
         Ok(())
@@ -669,8 +668,7 @@ impl GivensLinear {
             }
         }
         let r = self.adapters[i].1.rotation()?;
-        let mut w = (*self.base.weight().value()).clone();
-        r.as_rotation().unmerge(w.data_mut())?;
+        let w = rotated_weight(&r.as_rotation(), Op::Inverse, &self.base.weight().value())?;
         self.base.weight().set(w)?;
         self.merged.pop();
         Ok(())
@@ -791,28 +789,72 @@ fn row_chunks(n: usize, d: usize) -> usize {
 /// `Z = X R` row by row (`apply_rows_into(Op::Transpose)`: read, checked
 /// and rotated in one pass), the rows split over threads (rows are
 /// independent, so the result is the same bitwise).
-fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], d: usize, spare: &Spare) -> Result<Pooled> {
-    let n = x.len() / d.max(1);
+fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], spare: &Spare) -> Result<Pooled> {
     let mut out = spare.take(x.len());
-    let z = &mut out.buf;
+    rows_into_par(rot, Op::Transpose, x, &mut out.buf)?;
+    Ok(out)
+}
+
+/// `op` applied to every row of the row-major batch `x` into `out` (same
+/// length, a multiple of `d`) by `apply_rows_into`, which reads, checks and
+/// writes each row in one pass, the rows split over the GEMM threads (on
+/// the pool the GEMM runs on, whose threads are awake after a GEMM). Rows
+/// are independent, so the result is bitwise that of one call on the whole
+/// batch; `x` is never written.
+///
+/// # Errors
+/// As `apply_rows_into`; a non-finite value is named by its index in the
+/// whole batch (the first one of the first failing chunk).
+fn rows_into_par(rot: &qgoft_math::Rotation<'_, f32>, op: Op, x: &[f32], out: &mut [f32]) -> Result<()> {
+    let d = rot.dim().max(1);
+    let n = x.len() / d;
     let t = row_chunks(n, d);
     if t <= 1 {
-        rot.apply_rows_into(Op::Transpose, x, z)?;
-        return Ok(out);
+        return Ok(rot.apply_rows_into(op, x, out)?);
     }
     let rows = n.div_ceil(t);
-    // On the pool the GEMM runs on (its threads are awake after a GEMM).
-    x.par_chunks(rows * d)
-        .zip(z.par_chunks_mut(rows * d))
-        .try_for_each(|(xc, zc)| rot.apply_rows_into(Op::Transpose, xc, zc))?;
-    Ok(out)
+    let results: Vec<qgoft_math::Result<()>> = x
+        .par_chunks(rows * d)
+        .zip(out.par_chunks_mut(rows * d))
+        .enumerate()
+        .map(|(c, (src, dst))| rot.apply_rows_into(op, src, dst).map_err(|e| shift_index(e, c * rows * d)))
+        .collect();
+    Ok(results.into_iter().collect::<qgoft_math::Result<()>>()?)
+}
+
+/// The `m x d` weight `w` with `op` applied to every row, as a new tensor
+/// (`Op::Forward` is `Rotation::merge`, `Op::Inverse` `Rotation::unmerge`)
+/// by [`rows_into_par`]; `w` is not changed.
+fn rotated_weight(rot: &qgoft_math::Rotation<'_, f32>, op: Op, w: &Tensor) -> Result<Tensor> {
+    let d = rot.dim();
+    let (m, cols) = w.dims2()?;
+    if cols != d {
+        return Err(Error::shape("weight rotated by an adapter", &[m, d], &[m, cols]));
+    }
+    let mut out = vec![0.0f32; m * d];
+    rows_into_par(rot, op, w.data(), &mut out)?;
+    Tensor::new(vec![m, d], out)
+}
+
+/// An error of a call on a chunk that starts at flat index `offset`, with
+/// a non-finite value's index made an index in the whole buffer.
+fn shift_index(e: qgoft_math::Error, offset: usize) -> qgoft_math::Error {
+    match e {
+        qgoft_math::Error::NonFinite { what, index, value } => {
+            qgoft_math::Error::NonFinite { what, index: index + offset, value }
+        }
+        e => e,
+    }
 }
 
 /// Block gradients and the optional scaling gradient.
 type RotationGrads = (Vec<Block<f32>>, Option<Vec<f32>>);
 
-/// `grad::vjp_rows` over row chunks on threads: `dy` becomes `dL/dX`; the
-/// block and scaling gradients of the chunks are added in chunk order.
+/// `grad::vjp_rows_owned` over row chunks on threads: `dy` becomes `dL/dX`;
+/// the block and scaling gradients of the chunks are added in chunk order.
+/// The tape owns `dy`, so its values are checked through the results, not
+/// by passes of their own (on error `dy` is dropped); an error names the
+/// first bad value of the first failing chunk by its index in the batch.
 fn vjp_rows_par(
     rot: &qgoft_math::Rotation<'_, f32>,
     saved: Saved<'_, f32>,
@@ -824,7 +866,7 @@ fn vjp_rows_par(
     let one = |saved: Saved<'_, f32>, dy: &mut [f32]| -> qgoft_math::Result<RotationGrads> {
         let mut db = vec![Block::default(); nb];
         let mut ds = scaled.then(|| vec![0.0f32; d]);
-        Workspace::new().vjp_rows(rot, Op::Transpose, saved, dy, &mut db, ds.as_deref_mut())?;
+        Workspace::new().vjp_rows_owned(rot, Op::Transpose, saved, dy, &mut db, ds.as_deref_mut())?;
         Ok((db, ds))
     };
     let n = dy.len() / d.max(1);
@@ -839,10 +881,13 @@ fn vjp_rows_par(
         .data()
         .par_chunks(rows * d)
         .zip(dy.par_chunks_mut(rows * d))
-        .map(|(sv, g)| {
+        .enumerate()
+        .map(|(c, (sv, g))| {
             let sv = if is_output { Saved::Output(sv) } else { Saved::Input(sv) };
-            one(sv, g)
+            one(sv, g).map_err(|e| shift_index(e, c * rows * d))
         })
+        .collect::<Vec<_>>()
+        .into_iter()
         .collect::<qgoft_math::Result<Vec<_>>>()?;
     let mut parts = parts.into_iter();
     let (mut db, mut ds) = parts.next().unwrap_or_else(|| (vec![Block::default(); nb], scaled.then(|| vec![0.0; d])));
@@ -864,7 +909,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
         return Err(Error::shape(format!("input of the adapted layer {}", a.params.name()), &[n, a.d], &[n, d]));
     }
     let rot = Arc::new(a.rotation()?);
-    let z = rotate_rows(&rot.as_rotation(), g.value(x).data(), d, &a.spare)?;
+    let z = rotate_rows(&rot.as_rotation(), g.value(x).data(), &a.spare)?;
     let mut inputs = vec![x, g.param(&a.params)];
     let scale_at = a.scaler.as_ref().map(|s| {
         inputs.push(g.param(s));
@@ -901,7 +946,7 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
             let z: &[f32] = match &saved_z {
                 Some(z) => &z.buf,
                 None if args.needs[w_at] => {
-                    recomputed = rotate_rows(&rot, x.data(), d, &spare)?;
+                    recomputed = rotate_rows(&rot, x.data(), &spare)?;
                     &recomputed.buf
                 }
                 None => &[],
@@ -1123,6 +1168,70 @@ mod tests {
             let w1 = l.base().weight().value();
             let diff = w0.zip_map(&w1, |a, b| a - b).unwrap();
             assert!(diff.sum_squares().sqrt() <= 1e-6 * w0.sum_squares().sqrt(), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn merges_split_over_threads_are_one_call_bitwise_and_name_the_global_index() {
+        // Wide enough for the rows to be split over every GEMM thread.
+        let (d, m) = (128, 1024);
+        for mode in MODES {
+            let mut rng = Rng::new(21);
+            let mut l =
+                GivensLinear::with_default(Linear::new("fc", d, m, true, &mut rng), GivensConfig::tree(mode)).unwrap();
+            let p = l.active().unwrap().params().clone();
+            p.update(|t| t.data_mut().iter_mut().for_each(|v| *v += rng.uniform(-0.3, 0.3)));
+            let rot = l.active().unwrap().rotation().unwrap();
+            let w0 = l.base().weight().value();
+            let mut want = w0.data().to_vec();
+            rot.as_rotation().merge(&mut want).unwrap();
+            l.merge().unwrap();
+            assert_eq!(l.base().weight().value().data(), &want[..], "{mode:?}");
+            let mut back = want.clone();
+            rot.as_rotation().unmerge(&mut back).unwrap();
+            l.unmerge().unwrap();
+            assert_eq!(l.base().weight().value().data(), &back[..], "{mode:?}");
+
+            // A non-finite entry in the last rows: reported at its index in
+            // the whole weight, and the weight is left as it was.
+            let at = (m - 3) * d + 5;
+            let mut bad = (*w0).clone();
+            bad.data_mut()[at] = f32::NAN;
+            l.base().weight().set(bad.clone()).unwrap();
+            let err = l.merge().unwrap_err().to_string();
+            assert!(err.contains(&format!("at index {at}")), "{mode:?}: {err}");
+            assert!(!l.is_merged());
+            assert_eq!(l.base().weight().value().data().len(), bad.data().len());
+            assert!(l.base().weight().value().data()[at].is_nan());
+            assert_eq!(l.base().weight().value().data()[..at], bad.data()[..at]);
+        }
+    }
+
+    #[test]
+    fn non_finite_batches_and_gradients_are_named_by_their_index_in_the_batch() {
+        // Large enough for the rows to be split over every GEMM thread.
+        let (n, d, m) = (1024, 128, 16);
+        for mode in MODES {
+            let mut rng = Rng::new(5);
+            let l =
+                GivensLinear::with_default(Linear::new("fc", d, m, true, &mut rng), GivensConfig::tree(mode)).unwrap();
+            let x = Tensor::from_fn(&[n, d], |_| rng.uniform(-1.0, 1.0));
+            let at = (n - 2) * d + 7;
+            let mut bad = x.clone();
+            bad.data_mut()[at] = f32::INFINITY;
+            let mut g = Graph::new();
+            let xv = g.leaf(bad);
+            let err = l.forward(&mut g, xv).unwrap_err().to_string();
+            assert!(err.contains(&format!("at index {at}")), "{mode:?}: {err}");
+
+            let mut g = Graph::new();
+            let xv = g.leaf(x);
+            let y = l.forward(&mut g, xv).unwrap();
+            let row = n - 3;
+            let gy = Tensor::from_fn(&[n, m], |i| if i == row * m + 1 { f32::NAN } else { 0.5 });
+            let err = g.backward_from(y, gy).unwrap_err().to_string();
+            let index: usize = err.rsplit("at index ").next().and_then(|s| s.trim().parse().ok()).unwrap_or(usize::MAX);
+            assert_eq!(index / d, row, "{mode:?}: {err}");
         }
     }
 
