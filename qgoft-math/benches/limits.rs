@@ -5,7 +5,8 @@
 //!   (AVX2 and, where present, AVX-512; the faster counts), one core and
 //!   both cores at once;
 //! * read-modify-write bandwidth: an in-place pass over a buffer far larger
-//!   than the last-level cache, one core;
+//!   than the last-level cache, one core, and its two halves on both cores
+//!   at once (the floor of the merge split over both cores);
 //! * GEMM (the `gemm` crate the trainer uses): `768^3` on both cores, and
 //!   `4096^3` as the reference for the merge.
 //!
