@@ -295,22 +295,7 @@ pub fn vjp_rows<T: Real>(
     dscale: Option<&mut [T]>,
     work: &mut [T],
 ) -> Result<()> {
-    let geo = check_vjp(rot, op, saved, dy.len(), dblocks.len(), dscale.as_deref().map(<[T]>::len), work.len())?;
-    let data = saved.data();
-    if !crate::simd::all_finite(rot.kernel(), data) {
-        check_finite("saved batch", data)?;
-    }
-    if !crate::simd::all_finite(rot.kernel(), dy) {
-        check_finite("upstream gradient", dy)?;
-    }
-    check_recoverable(rot, saved)?;
-    if geo.n == 0 {
-        return Ok(());
-    }
-    let work = &mut work[..geo.workspace_len()];
-    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
-    add_totals(total, dblocks, dscale);
-    Ok(())
+    vjp(rot, op, saved, dy, dblocks, dscale, work, true)
 }
 
 /// [`vjp_rows`] for a caller that owns `dy` and has no use for it after an
@@ -365,18 +350,43 @@ pub fn vjp_rows_owned<T: Real>(
     dscale: Option<&mut [T]>,
     work: &mut [T],
 ) -> Result<()> {
+    vjp(rot, op, saved, dy, dblocks, dscale, work, false)
+}
+
+/// [`vjp_rows`] (`check_first`) or [`vjp_rows_owned`].
+#[allow(clippy::too_many_arguments)]
+fn vjp<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    saved: Saved<'_, T>,
+    dy: &mut [T],
+    dblocks: &mut [Block<T>],
+    dscale: Option<&mut [T]>,
+    work: &mut [T],
+    check_first: bool,
+) -> Result<()> {
     let geo = check_vjp(rot, op, saved, dy.len(), dblocks.len(), dscale.as_deref().map(<[T]>::len), work.len())?;
-    if geo.g_len == 0 {
-        return vjp_rows(rot, op, saved, dy, dblocks, dscale, work);
+    // Without blocks or scaling no value reaches a result that can be checked.
+    let check_first = check_first || geo.g_len == 0;
+    let data = saved.data();
+    if check_first {
+        if !crate::simd::all_finite(rot.kernel(), data) {
+            check_finite("saved batch", data)?;
+        }
+        if !crate::simd::all_finite(rot.kernel(), dy) {
+            check_finite("upstream gradient", dy)?;
+        }
     }
     check_recoverable(rot, saved)?;
     if geo.n == 0 {
         return Ok(());
     }
+    // The same arithmetic compiled for the rotation's kernel: wider vectors,
+    // bitwise the same results (no products are fused).
     let work = &mut work[..geo.workspace_len()];
     let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
-    if !total.iter().all(|v| v.is_finite()) {
-        check_finite("saved batch", saved.data())?;
+    if !check_first && !total.iter().all(|v| v.is_finite()) {
+        check_finite("saved batch", data)?;
         check_finite("input gradient (from a non-finite upstream gradient)", dy)?;
         return Err(Error::Overflow { what: "block or scaling gradients of a VJP" });
     }
