@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Given the upstream gradient `G = dL/dY` (same shape), [`vjp_rows`] returns
-//! `dL/dX` in place of `G` and accumulates `dL/dB_k` for every block
+//! `dL/dX` in place of `G` ([`vjp_rows_owned`] does the same for a caller
+//! that owns `G`, checking the inputs through the results instead of before
+//! the work) and accumulates `dL/dB_k` for every block
 //! `B_k = [[a, b], [c, e]]` and `dL/ds` for the scaling. Each elementary step
 //! `z' = M z` of the forward (a block `M = B_k` or `B_k^T` on its plane, or
 //! the scaling) is undone in reverse order:
