@@ -14,7 +14,9 @@
 //! Given the upstream gradient `G = dL/dY` (same shape), [`vjp_rows`] returns
 //! `dL/dX` in place of `G` ([`vjp_rows_owned`] does the same for a caller
 //! that owns `G`, checking the inputs through the results instead of before
-//! the work) and accumulates `dL/dB_k` for every block
+//! the work; [`vjp_rows_from_input`] gives the block gradients of an
+//! unscaled strict rotation from `X` and `dL/dX` for a caller that applied
+//! it merged into a weight) and accumulates `dL/dB_k` for every block
 //! `B_k = [[a, b], [c, e]]` and `dL/ds` for the scaling. Each elementary step
 //! `z' = M z` of the forward (a block `M = B_k` or `B_k^T` on its plane, or
 //! the scaling) is undone in reverse order:
@@ -355,6 +357,140 @@ pub fn vjp_rows_owned<T: Real>(
     vjp(rot, op, saved, dy, dblocks, dscale, work, false)
 }
 
+/// Number of scalars of scratch that [`vjp_rows_from_input`] needs: that of
+/// [`vjp_rows`] from the saved batch `x`, and one tile of rows (at most
+/// `64 d`) into which the input gradient is copied tile by tile. Zero for
+/// an empty batch.
+///
+/// ```
+/// use qgoft_math::grad::{workspace_len, workspace_len_from_input, Saved};
+/// use qgoft_math::{Block, Layout, Rotation};
+/// let blocks = [Block::<f32>::identity(); 7];
+/// let r = Rotation::strict(Layout::Tree, 8, &blocks, None)?;
+/// let x = vec![0.0f32; 8 * 100];
+/// assert_eq!(workspace_len_from_input(&r, &x), workspace_len(&r, Saved::Output(&x)) + 8 * 64);
+/// # Ok::<(), qgoft_math::Error>(())
+/// ```
+pub fn workspace_len_from_input<T: Real>(rot: &Rotation<'_, T>, x: &[T]) -> usize {
+    let geo = Geometry::of(rot, &Saved::Output(x));
+    if geo.n == 0 {
+        0
+    } else {
+        geo.workspace_len() + geo.tw * geo.d
+    }
+}
+
+/// The block gradients of an exact rotation without scaling applied to each
+/// row, `Y = op(X)` ([`Op::Transpose`] or [`Op::Forward`]), from its input
+/// `x` and the gradient with respect to its input `dx = dL/dX`: for a caller
+/// that never formed `Y`, because it applied `op` merged into the weight of
+/// a following product (`op(X) W^T = X (W op^T)^T`, with `dL/dX` from that
+/// product). `dblocks[k] += dL/dB_k` entry by entry (`a, b, c, e`); `x` and
+/// `dx` are only read.
+///
+/// The rotation's inverse is its transpose, and the inverse maps `Y` back to
+/// `X`: the backward of the inverse from its output `X`, with `dL/dX` as
+/// its upstream gradient, recovers the inputs of every stage and carries
+/// `dL/dX` to `dL/dY` (for an orthogonal step `M`, `dL/dz_k = M dL/dz_(k-1)`).
+/// Its block gradients `D_k` are those of the inverse; the rotation's are
+/// `B_k D_k^T B_k`. The same kernels as [`vjp_rows`] from [`Saved::Output`],
+/// with the input gradient copied one tile at a time into `work`.
+///
+/// `work` is scratch of at least [`workspace_len_from_input`] scalars.
+///
+/// # Errors
+/// Nothing is written on error.
+/// * [`Error::InvalidArgument`] for an inverse `op`, a quasi rotation or a
+///   scaled one (their inverse is not their transpose);
+/// * [`Error::ShapeMismatch`] unless `x` and `dx` have the same length, a
+///   multiple of `d`, `dblocks` has one entry per block, and `work` is long
+///   enough;
+/// * [`Error::NonFinite`] naming the first non-finite entry of `x` (`"input
+///   batch"`), or else of `dx` (`"input gradient"`);
+/// * [`Error::Overflow`] when both are finite and a block gradient
+///   overflowed.
+///
+/// ```
+/// use qgoft_math::grad::{vjp_rows, vjp_rows_from_input, workspace_len, workspace_len_from_input, Saved};
+/// use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
+/// let r = RotationBuf::from_angles(Layout::Tree, 4, AngleMap::Raw, &[0.3f64, -0.2, 0.9], None)?;
+/// let r = r.as_rotation();
+/// let x = [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 2.0];
+/// // Through the rotated batch: Y = X R, then dL/dX and the block gradients.
+/// let mut y = [0.0; 8];
+/// r.apply_rows_into(Op::Transpose, &x, &mut y)?;
+/// let mut dx = [0.5, -1.0, 0.25, 2.0, 1.0, 0.0, -0.5, 1.5];
+/// let mut db = [Block::default(); 3];
+/// let mut work = vec![0.0; workspace_len(&r, Saved::Output(&y))];
+/// vjp_rows(&r, Op::Transpose, Saved::Output(&y), &mut dx, &mut db, None, &mut work)?;
+/// // From the input side: the same block gradients up to rounding.
+/// let mut db2 = [Block::default(); 3];
+/// let mut work = vec![0.0; workspace_len_from_input(&r, &x)];
+/// vjp_rows_from_input(&r, Op::Transpose, &x, &dx, &mut db2, &mut work)?;
+/// for (p, q) in db.iter().zip(&db2) {
+///     assert!((p.a - q.a).abs() + (p.b - q.b).abs() + (p.c - q.c).abs() + (p.e - q.e).abs() < 1e-12);
+/// }
+/// # Ok::<(), qgoft_math::Error>(())
+/// ```
+pub fn vjp_rows_from_input<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    x: &[T],
+    dx: &[T],
+    dblocks: &mut [Block<T>],
+    work: &mut [T],
+) -> Result<()> {
+    let inverse = match op {
+        Op::Transpose => Op::Forward,
+        Op::Forward => Op::Transpose,
+        _ => return Err(Error::InvalidArgument { what: "operator of a VJP (Forward or Transpose only)", value: 0.0 }),
+    };
+    if !rot.is_strict() {
+        return Err(Error::InvalidArgument {
+            what: "quasi rotation in a VJP from the input side (its inverse is not its transpose)",
+            value: 0.0,
+        });
+    }
+    if rot.scale().is_some() {
+        return Err(Error::InvalidArgument {
+            what: "scaled rotation in a VJP from the input side (its inverse is not its transpose)",
+            value: 0.0,
+        });
+    }
+    let saved = Saved::Output(x);
+    let need = workspace_len_from_input(rot, x);
+    let geo = check_vjp(rot, inverse, saved, dx.len(), dblocks.len(), None, need)?;
+    if work.len() < need {
+        return Err(Error::ShapeMismatch { what: "gradient workspace", expected: need, found: work.len() });
+    }
+    if geo.n == 0 {
+        return Ok(());
+    }
+    if geo.g_len == 0 {
+        // No block reaches a result that could be checked (d = 1).
+        check_finite("input batch", x)?;
+        check_finite("input gradient", dx)?;
+        return Ok(());
+    }
+    let (work, tile) = work[..need].split_at_mut(geo.workspace_len());
+    let total = crate::simd::backward(rot.kernel(), rot, inverse, saved, tile, Some(dx), work, &geo);
+    if !total.iter().all(|v| v.is_finite()) {
+        check_finite("input batch", x)?;
+        check_finite("input gradient", dx)?;
+        return Err(Error::Overflow { what: "block gradients of a VJP" });
+    }
+    for ((db, s), b) in dblocks.iter_mut().zip(total.chunks_exact(4)).zip(rot.blocks()) {
+        // B D^T B with D = [[s0, s1], [s2, s3]]: first P = B D^T.
+        let (p11, p12) = (b.a * s[0] + b.b * s[1], b.a * s[2] + b.b * s[3]);
+        let (p21, p22) = (b.c * s[0] + b.e * s[1], b.c * s[2] + b.e * s[3]);
+        db.a = db.a + (p11 * b.a + p12 * b.c);
+        db.b = db.b + (p11 * b.b + p12 * b.e);
+        db.c = db.c + (p21 * b.a + p22 * b.c);
+        db.e = db.e + (p21 * b.b + p22 * b.e);
+    }
+    Ok(())
+}
+
 /// [`vjp_rows`] (`check_first`) or [`vjp_rows_owned`].
 #[allow(clippy::too_many_arguments)]
 fn vjp<T: Real>(
@@ -386,7 +522,7 @@ fn vjp<T: Real>(
     // The same arithmetic compiled for the rotation's kernel: wider vectors,
     // bitwise the same results (no products are fused).
     let work = &mut work[..geo.workspace_len()];
-    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, work, &geo);
+    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, None, work, &geo);
     if !check_first && !total.iter().all(|v| v.is_finite()) {
         check_finite("saved batch", data)?;
         check_finite("input gradient (from a non-finite upstream gradient)", dy)?;
@@ -663,6 +799,25 @@ impl<T: Real> Workspace<T> {
         vjp_rows_owned(rot, op, saved, dy, dblocks, dscale, self.grown(rot, saved))
     }
 
+    /// [`vjp_rows_from_input`] with this workspace, grown as needed.
+    ///
+    /// # Errors
+    /// As [`vjp_rows_from_input`].
+    pub fn vjp_rows_from_input(
+        &mut self,
+        rot: &Rotation<'_, T>,
+        op: Op,
+        x: &[T],
+        dx: &[T],
+        dblocks: &mut [Block<T>],
+    ) -> Result<()> {
+        let need = workspace_len_from_input(rot, x);
+        if self.buf.len() < need {
+            self.buf.resize(need, T::zero());
+        }
+        vjp_rows_from_input(rot, op, x, dx, dblocks, &mut self.buf)
+    }
+
     /// The buffer, grown to what a VJP of `saved` needs.
     fn grown(&mut self, rot: &Rotation<'_, T>, saved: Saved<'_, T>) -> &mut [T] {
         let need = workspace_len(rot, saved);
@@ -691,20 +846,26 @@ pub(crate) fn backward<'w, T: Real, X: Transposer>(
     op: Op,
     saved: Saved<'_, T>,
     dy: &mut [T],
+    src: Option<&[T]>,
     work: &'w mut [T],
     geo: &Geometry,
 ) -> &'w [T] {
-    backward_rows::<T, X, true>(rot, op, saved, dy, work, geo, &mut |_, _, _| {})
+    backward_rows::<T, X, true>(rot, op, saved, dy, src, work, geo, &mut |_, _, _| {})
 }
 
 /// Runs the backward over all row tiles; returns the total gradient set
-/// (`4` entries per block in `[a, b, c, e]` order, then the scaling).
+/// (`4` entries per block in `[a, b, c, e]` order, then the scaling). With
+/// `src`, the upstream gradient is read from `src` and `dy` is scratch of
+/// one tile (`w d` values): each tile's rows are copied there and carried
+/// to the input in place, and `src` is never written.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     rot: &Rotation<'_, T>,
     op: Op,
     saved: Saved<'_, T>,
     dy: &mut [T],
+    src: Option<&[T]>,
     work: &'w mut [T],
     geo: &Geometry,
     hook: &mut StageHook<'_, T>,
@@ -718,22 +879,29 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     for t in 0..geo.tiles {
         let r0 = t * tw;
         let w = tw.min(geo.n - r0);
-        let rows = r0 * d..(r0 + w) * d;
+        let (rows, dy) = match src {
+            Some(s) => {
+                dy[..w * d].copy_from_slice(&s[r0 * d..(r0 + w) * d]);
+                (0..w * d, &mut *dy)
+            }
+            None => (r0 * d..(r0 + w) * d, &mut *dy),
+        };
+        let saved_rows = r0 * d..(r0 + w) * d;
         // Binary counter: this tile's sums land in level `k` (free, since bit
         // `k` of `t` is clear) and absorb levels `0 .. k`.
         let k = t.trailing_ones() as usize;
         let (lower, upper) = levels.split_at_mut(k * gl);
         let out = &mut upper[..gl];
         if rows_fused {
-            tile_rows_fused::<T, X>(rot, op, &data[rows.clone()], &mut dy[rows], out, save);
+            tile_rows_fused::<T, X>(rot, op, &data[saved_rows], &mut dy[rows], out, save);
         } else {
             let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
-            gather::<X, T>(&data[rows.clone()], z, w, d);
+            gather::<X, T>(&data[saved_rows.clone()], z, w, d);
             gather::<X, T>(&dy[rows.clone()], g, w, d);
             match saved {
                 Saved::Output(_) => tile_recover::<T, FUSED>(rot, op, z, g, w, out, hook),
                 Saved::Input(_) => {
-                    tile_recompute(rot, op, &data[rows.clone()], z, g, &mut save[..geo.save_len / tw * w], w, out)
+                    tile_recompute(rot, op, &data[saved_rows], z, g, &mut save[..geo.save_len / tw * w], w, out)
                 }
             }
             transpose::<X, T, true>(&mut dy[rows], g, w, d);
@@ -1431,7 +1599,7 @@ mod tests {
                 Layout::Chain | Layout::Tree => (d as f64).sqrt() + 2.0,
                 _ => d as f64,
             };
-        backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |k, rec, w| {
+        backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, None, &mut work, &geo, &mut |k, rec, w| {
             seen[k] = true;
             for r in 0..w {
                 let e2: f64 =
@@ -1485,10 +1653,10 @@ mod tests {
             let mut work = vec![T::zero(); if fused { geo.workspace_len() } else { geo.plain_len() }];
             let mut g = g0.clone();
             let total = if fused {
-                backward_rows::<T, ByElement, true>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {})
+                backward_rows::<T, ByElement, true>(&rot, op, saved, &mut g, None, &mut work, &geo, &mut |_, _, _| {})
                     .to_vec()
             } else {
-                backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, &mut work, &geo, &mut |_, _, _| {})
+                backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, None, &mut work, &geo, &mut |_, _, _| {})
                     .to_vec()
             };
             g.into_iter().chain(total).map(|v| Real::to_f64(v).to_bits()).collect::<Vec<u64>>()

@@ -127,6 +127,7 @@ pub(crate) fn backward<'w, T: Real>(
     op: Op,
     saved: Saved<'_, T>,
     dy: &mut [T],
+    src: Option<&[T]>,
     work: &'w mut [T],
     geo: &Geometry,
 ) -> &'w [T] {
@@ -134,16 +135,16 @@ pub(crate) fn backward<'w, T: Real>(
     match k {
         Kernel::Avx2 if available(Kernel::Avx2) => {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
-            return unsafe { x86::backward_avx2(rot, op, saved, dy, work, geo) };
+            return unsafe { x86::backward_avx2(rot, op, saved, dy, src, work, geo) };
         }
         Kernel::Avx512 if available(Kernel::Avx512) => {
             // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            return unsafe { x86::backward_avx512(rot, op, saved, dy, work, geo) };
+            return unsafe { x86::backward_avx512(rot, op, saved, dy, src, work, geo) };
         }
         _ => {}
     }
     let _ = k;
-    crate::grad::backward::<T, crate::kernel::ByElement>(rot, op, saved, dy, work, geo)
+    crate::grad::backward::<T, crate::kernel::ByElement>(rot, op, saved, dy, src, work, geo)
 }
 
 /// [`crate::decompose`]'s factorisation compiled for AVX2 when the processor
@@ -319,10 +320,11 @@ mod x86 {
         op: Op,
         saved: Saved<'_, T>,
         dy: &mut [T],
+        src: Option<&[T]>,
         work: &'w mut [T],
         geo: &Geometry,
     ) -> &'w [T] {
-        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
+        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, src, work, geo)
     }
 
     /// # Safety
@@ -333,10 +335,11 @@ mod x86 {
         op: Op,
         saved: Saved<'_, T>,
         dy: &mut [T],
+        src: Option<&[T]>,
         work: &'w mut [T],
         geo: &Geometry,
     ) -> &'w [T] {
-        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
+        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, src, work, geo)
     }
 
     /// 8 x 8 transposes with AVX shuffles. Only instantiated inside the

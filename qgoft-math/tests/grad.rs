@@ -7,8 +7,8 @@
 
 use proptest::prelude::*;
 use qgoft_math::grad::{
-    angle_param_grads, penalty_grad, quasi_param_grads, vjp_merge, vjp_rows, vjp_rows_owned, workspace_len, Saved,
-    Workspace,
+    angle_param_grads, penalty_grad, quasi_param_grads, vjp_merge, vjp_rows, vjp_rows_from_input, vjp_rows_owned,
+    workspace_len, workspace_len_from_input, Saved, Workspace,
 };
 use qgoft_math::metrics::penalty;
 use qgoft_math::{AngleMap, Block, Error, Layout, Op, Real, RotationBuf};
@@ -282,6 +282,81 @@ fn owned_case<T: Real>(c: &Case, bad: f64, in_saved: bool, at: usize) -> Result<
     Ok(())
 }
 
+/// [`vjp_rows_from_input`] against [`vjp_rows`] from the input on one case
+/// (an unscaled strict rotation): the block gradients agree within a bound
+/// of `u` times the stage count times `sum_r |x_r| |dx_r|` (rows keep their
+/// norms through the stages); then with `bad` at flat index `at` of `x`
+/// (`in_x`) or of `dx`: a typed error naming exactly that entry, and the
+/// accumulators untouched.
+fn from_input_case<T: Real>(c: &Case, bad: f64, in_x: bool, at: usize) -> Result<(), TestCaseError> {
+    let cast = |v: &[f64]| v.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>();
+    let params = cast(&c.params);
+    let mut x = cast(&c.x);
+    let r = c.rotation(&params, None);
+    let rot = r.as_rotation();
+    let nb = rot.blocks().len();
+    let mut ws = Workspace::new();
+    let (mut dx, mut db1) = (cast(&c.gy), vec![Block::<T>::default(); nb]);
+    ws.vjp_rows(&rot, c.op, Saved::Input(&x), &mut dx, &mut db1, None).expect("vjp");
+    let start = Block::from_array([0.5, -0.25, 1.0, 2.0].map(T::from_f64));
+    let mut db2 = vec![start; nb];
+    ws.vjp_rows_from_input(&rot, c.op, &x, &dx, &mut db2).expect("vjp from the input");
+    let norm = |v: &[T]| v.iter().map(|&a| Real::to_f64(a) * Real::to_f64(a)).sum::<f64>().sqrt();
+    let s: f64 = x.chunks(c.d).zip(dx.chunks(c.d)).map(|(a, b)| norm(a) * norm(b)).sum();
+    let tol = 8.0 * Real::to_f64(T::UNIT_ROUNDOFF) * (c.d as f64 + 4.0) * (s + 1.0);
+    for (k, (p, q)) in db1.iter().zip(&db2).enumerate() {
+        for (i, (a, b)) in p.to_array().iter().zip(q.to_array()).enumerate() {
+            let want = Real::to_f64(*a) + Real::to_f64(start.to_array()[i]);
+            prop_assert!(
+                (Real::to_f64(b) - want).abs() <= tol,
+                "block {} entry {}: {} against {}",
+                k,
+                i,
+                Real::to_f64(b),
+                want
+            );
+        }
+    }
+    let kept = db2.clone();
+    if in_x {
+        x[at] = T::from_f64(bad);
+    } else {
+        dx[at] = T::from_f64(bad);
+    }
+    let mut work = vec![T::zero(); workspace_len_from_input(&rot, &x)];
+    match vjp_rows_from_input(&rot, c.op, &x, &dx, &mut db2, &mut work) {
+        Err(Error::NonFinite { what: "input batch", index, .. }) if in_x => prop_assert_eq!(index, at),
+        Err(Error::NonFinite { what: "input gradient", index, .. }) if !in_x => prop_assert_eq!(index, at),
+        other => prop_assert!(false, "unexpected result {other:?}"),
+    }
+    let bits =
+        |v: &[Block<T>]| v.iter().flat_map(|b| b.to_array()).map(|v| Real::to_f64(v).to_bits()).collect::<Vec<_>>();
+    prop_assert_eq!(bits(&kept), bits(&db2));
+    Ok(())
+}
+
+#[test]
+fn vjp_from_input_rejects_what_it_cannot_invert() {
+    let blocks = [Block { a: 1.0f64, b: 0.5, c: -0.25, e: 2.0 }];
+    let x = [1.0, 2.0];
+    let mut db = [Block::default()];
+    let mut ws = Workspace::new();
+    let q = qgoft_math::Rotation::quasi(Layout::Tree, 2, &blocks, None).unwrap();
+    assert!(matches!(ws.vjp_rows_from_input(&q, Op::Transpose, &x, &x, &mut db), Err(Error::InvalidArgument { .. })));
+    let r = RotationBuf::from_angles(Layout::Tree, 2, AngleMap::Raw, &[0.3], Some(&[1.0, 2.0])).unwrap();
+    let r = r.as_rotation();
+    assert!(matches!(ws.vjp_rows_from_input(&r, Op::Transpose, &x, &x, &mut db), Err(Error::InvalidArgument { .. })));
+    let r = RotationBuf::from_angles(Layout::Tree, 2, AngleMap::Raw, &[0.3], None).unwrap();
+    let r = r.as_rotation();
+    assert!(matches!(ws.vjp_rows_from_input(&r, Op::Inverse, &x, &x, &mut db), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(ws.vjp_rows_from_input(&r, Op::Forward, &x, &x[..1], &mut db), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        vjp_rows_from_input(&r, Op::Forward, &x, &x, &mut db, &mut [0.0; 1]),
+        Err(Error::ShapeMismatch { what: "gradient workspace", .. })
+    ));
+    assert_eq!(db, [Block::default()]);
+}
+
 macro_rules! vjp_props {
     ($name:ident, $t:ty) => {
         mod $name {
@@ -321,6 +396,22 @@ macro_rules! vjp_props {
                 ) {
                     let c = Case::new::<$t>(layout, d, n, mode, scaled, transpose, from_output, seed);
                     owned_case::<$t>(&c, bad, in_saved, at.index(n * d))?;
+                }
+
+                #[test]
+                fn vjp_from_the_input_side_is_the_vjp(
+                    layout in 0usize..4,
+                    d in 1usize..=40,
+                    n in 1usize..=80,
+                    mode in 0usize..2,
+                    transpose in any::<bool>(),
+                    seed in any::<u64>(),
+                    bad in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY)],
+                    in_x in any::<bool>(),
+                    at in any::<prop::sample::Index>(),
+                ) {
+                    let c = Case::new::<$t>(layout, d, n, mode, false, transpose, false, seed);
+                    from_input_case::<$t>(&c, bad, in_x, at.index(n * d))?;
                 }
 
                 #[test]

@@ -29,6 +29,14 @@
 //! the tape keeps anyway. Nothing of the rotation is differentiated by the
 //! generic autograd.
 //!
+//! GOFT without scaling on a batch of at least `2 m` rows is evaluated
+//! through the merged weight instead: `Y = X W'^T + b` with `W' = W R^T`
+//! (the `m` weight rows rotated rather than the `n` batch rows), `dX = dY W'`,
+//! and the angle gradients from `X` and `dX` by
+//! `qgoft_math::grad::vjp_rows_from_input`. The two evaluations agree to
+//! rounding; which one runs depends only on the mode and the shapes, so a
+//! step is reproducible bit for bit.
+//!
 //! Several named adapters can live on one layer ([`GivensLinear::add_adapter`]);
 //! one is active at a time ([`GivensLinear::set_active`]), all can be
 //! disabled ([`GivensLinear::set_enabled`]), and any can be merged into the
@@ -44,7 +52,7 @@ use qgoft_math::grad::{Saved, Workspace, angle_param_grads, penalty_grad, quasi_
 use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
 
 use super::{Adapter, Linear, Module};
-use crate::autograd::matmul::{affine, affine_backward};
+use crate::autograd::matmul::{affine, affine_backward, column_sums};
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::param::{Param, ParamKind};
@@ -902,11 +910,120 @@ fn vjp_rows_par(
     Ok((db, ds))
 }
 
+/// Whether the adapted layer evaluates `X (W R^T)^T` (rotating the `m`
+/// weight rows) rather than `(X R) W^T` (rotating the `n` batch rows): only
+/// for exact rotations without scaling, whose inverse is their transpose
+/// (the backward then needs no rotated batch, see [`merged_forward`]), and
+/// only when the weight has at most half as many rows as the batch.
+fn merges_weight(mode: GivensMode, n: usize, m: usize) -> bool {
+    mode == GivensMode::Goft && 2 * m <= n
+}
+
+/// Whether every entry of `xs` is finite: an integer OR over the exponent
+/// bits (which the compiler vectorises), chunk by chunk, on threads.
+fn all_finite_par(xs: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    xs.par_chunks(1 << 14)
+        .all(|c| c.chunks(256).all(|s| s.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXP == EXP)) == 0))
+}
+
+/// `grad::vjp_rows_from_input` (`Op::Transpose`) over row chunks on
+/// threads; the chunks' block gradients are added in chunk order, and an
+/// error names a value by its index in the whole batch.
+fn vjp_from_input_par(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], dx: &[f32], d: usize) -> Result<Vec<Block<f32>>> {
+    let nb = rot.blocks().len();
+    let one = |x: &[f32], dx: &[f32]| -> qgoft_math::Result<Vec<Block<f32>>> {
+        let mut db = vec![Block::default(); nb];
+        Workspace::new().vjp_rows_from_input(rot, Op::Transpose, x, dx, &mut db)?;
+        Ok(db)
+    };
+    let n = x.len() / d.max(1);
+    let rows = n.div_ceil(row_chunks(n, d)).max(1) * d.max(1);
+    let parts = x
+        .par_chunks(rows)
+        .zip(dx.par_chunks(rows))
+        .enumerate()
+        .map(|(c, (x, dx))| one(x, dx).map_err(|e| shift_index(e, c * rows)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect::<qgoft_math::Result<Vec<_>>>()?;
+    let mut parts = parts.into_iter();
+    let mut db = parts.next().unwrap_or_else(|| vec![Block::default(); nb]);
+    for p in parts {
+        for (a, b) in db.iter_mut().zip(p) {
+            *a = Block { a: a.a + b.a, b: a.b + b.b, c: a.c + b.c, e: a.e + b.e };
+        }
+    }
+    Ok(db)
+}
+
+/// The adapted layer of an unscaled exact rotation as `Y = X W'^T + b` with
+/// the merged weight `W' = W R^T` (`m` rows rotated instead of the batch's
+/// `n`), recorded as one node.
+///
+/// Backward: `dX = dY W'` (one GEMM, as the plain layer's). The stage
+/// inputs and gradients between `X` and `Z = X R` are walked from the input
+/// side by `grad::vjp_rows_from_input`, which reads `X` and `dX` and writes
+/// neither.
+fn merged_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter, rot: RotationBuf<f32>) -> Result<Var> {
+    let (n, d) = g.value(x).dims2()?;
+    let xs = g.value(x).data();
+    if !all_finite_par(xs) {
+        crate::error::check_finite(&format!("input of the adapted layer {}", a.params.name()), xs)?;
+    }
+    let mut inputs = vec![x, g.param(&a.params)];
+    let w_at = inputs.len();
+    inputs.push(g.param(base.weight()));
+    let b_at = base.bias().map(|b| {
+        inputs.push(g.param(b));
+        inputs.len() - 1
+    });
+    let merged = rotated_weight(&rot.as_rotation(), Op::Forward, g.value(inputs[w_at]))?;
+    let y = affine(g.value(x).data(), n, d, &merged, b_at.map(|i| g.value(inputs[i])));
+    let m = base.out_features();
+    let value = Tensor::new(vec![n, m], y)?;
+    let spare = a.spare.clone();
+    let pshape = a.params.shape();
+    Ok(g.record(
+        &inputs,
+        value,
+        Box::new(move |args| {
+            let (x, gy) = (args.inputs[0], args.grad.data());
+            let r = rot.as_rotation();
+            let needs_rot = args.needs[0] || args.needs[1];
+            let mut out: Vec<Option<Tensor>> = vec![None; args.inputs.len()];
+            if args.needs[w_at] {
+                // dW = dY^T Z with the rotated batch, recomputed.
+                let z = rotate_rows(&r, x.data(), &spare)?;
+                let [_, dw, _] = affine_backward(gy, &z.buf, &[], (n, d, m), [false, true, false]);
+                out[w_at] = dw.map(|v| Tensor::new(vec![m, d], v)).transpose()?;
+            }
+            if let Some(bi) = b_at.filter(|&i| args.needs[i]) {
+                out[bi] = Some(Tensor::new(vec![m], column_sums(gy, m))?);
+            }
+            if needs_rot {
+                let [dx, _, _] = affine_backward(gy, &[], merged.data(), (n, d, m), [true, false, false]);
+                let dx = dx.unwrap_or_default();
+                let dblocks = vjp_from_input_par(&r, x.data(), &dx, d)?;
+                let mut dp = vec![0.0f32; pshape.iter().product()];
+                angle_param_grads(ANGLE_MAP, args.inputs[1].data(), &dblocks, &mut dp)?;
+                out[0] = args.needs[0].then(|| Tensor::new(vec![n, d], dx)).transpose()?;
+                out[1] = args.needs[1].then(|| Tensor::new(pshape.clone(), dp)).transpose()?;
+            }
+            Ok(out)
+        }),
+    ))
+}
+
 /// Records the adapted layer `Y = (X R) W^T + b` as one node (see the module documentation).
 fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> Result<Var> {
     let (n, d) = g.value(x).dims2()?;
     if d != a.d {
         return Err(Error::shape(format!("input of the adapted layer {}", a.params.name()), &[n, a.d], &[n, d]));
+    }
+    let m = base.out_features();
+    if merges_weight(a.config.mode, n, m) {
+        return merged_forward(g, x, base, a, a.rotation()?);
     }
     let rot = Arc::new(a.rotation()?);
     let z = rotate_rows(&rot.as_rotation(), g.value(x).data(), &a.spare)?;
@@ -926,7 +1043,6 @@ fn adapted_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter) -> R
         let b = b_at.map(|i| g.value(inputs[i]));
         affine(&z.buf, n, d, w, b)
     };
-    let m = base.out_features();
     let value = Tensor::new(vec![n, m], y)?;
     let strict = a.config.mode.is_strict();
     // Strict rotations are inverted exactly: keep only the rotated input.
@@ -1030,6 +1146,12 @@ mod tests {
     use crate::Rng;
 
     fn layer(mode: GivensMode, layout: Layout, seed: u64) -> (GivensLinear, Tensor) {
+        layer_rows(mode, layout, seed, 4)
+    }
+
+    /// A 7 -> 5 layer with random adapter parameters and an `n x 7` batch
+    /// (from `n = 10` on, GOFT runs through the merged weight).
+    fn layer_rows(mode: GivensMode, layout: Layout, seed: u64, n: usize) -> (GivensLinear, Tensor) {
         let mut rng = Rng::new(seed);
         let l =
             GivensLinear::with_default(Linear::new("fc", 7, 5, true, &mut rng), GivensConfig { mode, layout }).unwrap();
@@ -1043,7 +1165,7 @@ mod tests {
         if let Some(s) = a.scaler() {
             s.set(Tensor::from_fn(&[7], |_| rng.uniform(0.5, 1.5))).unwrap();
         }
-        let x = Tensor::from_fn(&[4, 7], |_| rng.uniform(-1.0, 1.0));
+        let x = Tensor::from_fn(&[n, 7], |_| rng.uniform(-1.0, 1.0));
         (l, x)
     }
 
@@ -1100,13 +1222,15 @@ mod tests {
     }
 
     /// Central differences in f64 would need an f64 forward; in f32 with a
-    /// moderate step the check is loose but catches wrong formulas.
+    /// moderate step the check is loose but catches wrong formulas. Batches
+    /// of 4 and 12 rows: GOFT rotates the batch for the first and merges the
+    /// weight for the second.
     #[test]
     fn gradients_match_finite_differences() {
-        for layout in [Layout::Tree, Layout::Chain] {
+        for (layout, n) in [(Layout::Tree, 4), (Layout::Chain, 4), (Layout::Tree, 12), (Layout::Chain, 12)] {
             for mode in MODES {
-                let (l, x) = layer(mode, layout, 11);
-                let gy = Tensor::from_fn(&[4, 5], |i| ((i * 7 % 11) as f32 - 5.0) / 5.0);
+                let (l, x) = layer_rows(mode, layout, 11, n);
+                let gy = Tensor::from_fn(&[n, 5], |i| ((i * 7 % 11) as f32 - 5.0) / 5.0);
                 let loss_of = |l: &GivensLinear, x: &Tensor| -> f64 {
                     let mut g = Graph::new();
                     let xv = g.constant(x.clone());
