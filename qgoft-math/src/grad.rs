@@ -840,6 +840,7 @@ type StageHook<'h, T> = dyn FnMut(usize, &[T], usize) + 'h;
 /// transposed by `X`; returns the total gradient set (see
 /// [`backward_rows`]). Inlined into the instruction-set wrappers of
 /// [`crate::simd`].
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward<'w, T: Real, X: Transposer>(
     rot: &Rotation<'_, T>,
