@@ -24,6 +24,28 @@ pub(crate) fn affine(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tenso
     y
 }
 
+/// [`affine`], and whether every entry of the result is finite (tested in
+/// the pass that adds the bias, or in a pass of its own without one).
+pub(crate) fn affine_finite(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> (Vec<f32>, bool) {
+    const EXP: u32 = 0x7f80_0000;
+    let m = w.shape()[0];
+    let mut y = vec![0.0f32; n * m];
+    gemm(n, d, m, z, Trans::N, w.data(), Trans::T, &mut y, false);
+    let mut bad = 0u32;
+    match b {
+        Some(b) => {
+            for row in y.chunks_exact_mut(m.max(1)) {
+                for (v, bi) in row.iter_mut().zip(b.data()) {
+                    *v += bi;
+                    bad |= u32::from(v.to_bits() & EXP == EXP);
+                }
+            }
+        }
+        None => y.iter().for_each(|v| bad |= u32::from(v.to_bits() & EXP == EXP)),
+    }
+    (y, bad == 0)
+}
+
 /// The column sums of a row-major matrix with `m` columns: the bias
 /// gradient of `X W^T + b`.
 pub(crate) fn column_sums(g: &[f32], m: usize) -> Vec<f32> {

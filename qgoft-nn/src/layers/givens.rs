@@ -52,7 +52,7 @@ use qgoft_math::grad::{Saved, Workspace, angle_param_grads, penalty_grad, quasi_
 use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
 
 use super::{Adapter, Linear, Module};
-use crate::autograd::matmul::{affine, affine_backward, column_sums};
+use crate::autograd::matmul::{affine, affine_backward, affine_finite, column_sums};
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::param::{Param, ParamKind};
@@ -916,15 +916,7 @@ fn vjp_rows_par(
 /// (the backward then needs no rotated batch, see [`merged_forward`]), and
 /// only when the weight has at most half as many rows as the batch.
 fn merges_weight(mode: GivensMode, n: usize, m: usize) -> bool {
-    mode == GivensMode::Goft && 2 * m <= n
-}
-
-/// Whether every entry of `xs` is finite: an integer OR over the exponent
-/// bits (which the compiler vectorises), chunk by chunk, on threads.
-fn all_finite_par(xs: &[f32]) -> bool {
-    const EXP: u32 = 0x7f80_0000;
-    xs.par_chunks(1 << 14)
-        .all(|c| c.chunks(256).all(|s| s.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXP == EXP)) == 0))
+    mode == GivensMode::Goft && m > 0 && 2 * m <= n
 }
 
 /// `grad::vjp_rows_from_input` (`Op::Transpose`) over row chunks on
@@ -959,7 +951,9 @@ fn vjp_from_input_par(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], dx: &[f32]
 
 /// The adapted layer of an unscaled exact rotation as `Y = X W'^T + b` with
 /// the merged weight `W' = W R^T` (`m` rows rotated instead of the batch's
-/// `n`), recorded as one node.
+/// `n`), recorded as one node. A non-finite input makes its whole output
+/// row non-finite, so the input is searched for it only when the pass that
+/// adds the bias finds a non-finite output.
 ///
 /// Backward: `dX = dY W'` (one GEMM, as the plain layer's). The stage
 /// inputs and gradients between `X` and `Z = X R` are walked from the input
@@ -967,10 +961,6 @@ fn vjp_from_input_par(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], dx: &[f32]
 /// neither.
 fn merged_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter, rot: RotationBuf<f32>) -> Result<Var> {
     let (n, d) = g.value(x).dims2()?;
-    let xs = g.value(x).data();
-    if !all_finite_par(xs) {
-        crate::error::check_finite(&format!("input of the adapted layer {}", a.params.name()), xs)?;
-    }
     let mut inputs = vec![x, g.param(&a.params)];
     let w_at = inputs.len();
     inputs.push(g.param(base.weight()));
@@ -979,7 +969,13 @@ fn merged_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter, rot: 
         inputs.len() - 1
     });
     let merged = rotated_weight(&rot.as_rotation(), Op::Forward, g.value(inputs[w_at]))?;
-    let y = affine(g.value(x).data(), n, d, &merged, b_at.map(|i| g.value(inputs[i])));
+    let xs = g.value(x).data();
+    let (y, finite) = affine_finite(xs, n, d, &merged, b_at.map(|i| g.value(inputs[i])));
+    if !finite {
+        // A non-finite input reaches every output of its row; name it. With
+        // a finite input the products overflowed, as in the plain layer.
+        crate::error::check_finite(&format!("input of the adapted layer {}", a.params.name()), xs)?;
+    }
     let m = base.out_features();
     let value = Tensor::new(vec![n, m], y)?;
     let spare = a.spare.clone();
