@@ -780,7 +780,7 @@ impl<T: Real> Workspace<T> {
         dblocks: &mut [Block<T>],
         dscale: Option<&mut [T]>,
     ) -> Result<()> {
-        vjp_rows(rot, op, saved, dy, dblocks, dscale, self.grown(rot, saved))
+        vjp_rows(rot, op, saved, dy, dblocks, dscale, self.grown(workspace_len(rot, saved)))
     }
 
     /// [`vjp_rows_owned`] with this workspace, grown as needed.
@@ -796,7 +796,7 @@ impl<T: Real> Workspace<T> {
         dblocks: &mut [Block<T>],
         dscale: Option<&mut [T]>,
     ) -> Result<()> {
-        vjp_rows_owned(rot, op, saved, dy, dblocks, dscale, self.grown(rot, saved))
+        vjp_rows_owned(rot, op, saved, dy, dblocks, dscale, self.grown(workspace_len(rot, saved)))
     }
 
     /// [`vjp_rows_from_input`] with this workspace, grown as needed.
@@ -811,16 +811,11 @@ impl<T: Real> Workspace<T> {
         dx: &[T],
         dblocks: &mut [Block<T>],
     ) -> Result<()> {
-        let need = workspace_len_from_input(rot, x);
-        if self.buf.len() < need {
-            self.buf.resize(need, T::zero());
-        }
-        vjp_rows_from_input(rot, op, x, dx, dblocks, &mut self.buf)
+        vjp_rows_from_input(rot, op, x, dx, dblocks, self.grown(workspace_len_from_input(rot, x)))
     }
 
-    /// The buffer, grown to what a VJP of `saved` needs.
-    fn grown(&mut self, rot: &Rotation<'_, T>, saved: Saved<'_, T>) -> &mut [T] {
-        let need = workspace_len(rot, saved);
+    /// The buffer, grown to at least `need` scalars.
+    fn grown(&mut self, need: usize) -> &mut [T] {
         if self.buf.len() < need {
             self.buf.resize(need, T::zero());
         }

@@ -13,20 +13,24 @@ use crate::tensor::Tensor;
 /// `Z W^T + b` into a fresh `n x m` buffer, for `Z` (`n x d`, row-major) and
 /// `W` (`m x d`): one GEMM, then the bias added row by row.
 pub(crate) fn affine(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> Vec<f32> {
-    let m = w.shape()[0];
-    let mut y = vec![0.0f32; n * m];
-    gemm(n, d, m, z, Trans::N, w.data(), Trans::T, &mut y, false);
-    if let Some(b) = b {
-        for row in y.chunks_exact_mut(m.max(1)) {
-            row.iter_mut().zip(b.data()).for_each(|(v, bi)| *v += bi);
-        }
-    }
-    y
+    affine_checked::<false>(z, n, d, w, b).0
 }
 
 /// [`affine`], and whether every entry of the result is finite (tested in
 /// the pass that adds the bias, or in a pass of its own without one).
 pub(crate) fn affine_finite(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> (Vec<f32>, bool) {
+    affine_checked::<true>(z, n, d, w, b)
+}
+
+/// [`affine`]; with `CHECK`, also whether the result is all finite (always
+/// `true` without it).
+fn affine_checked<const CHECK: bool>(
+    z: &[f32],
+    n: usize,
+    d: usize,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> (Vec<f32>, bool) {
     const EXP: u32 = 0x7f80_0000;
     let m = w.shape()[0];
     let mut y = vec![0.0f32; n * m];
@@ -37,11 +41,14 @@ pub(crate) fn affine_finite(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option
             for row in y.chunks_exact_mut(m.max(1)) {
                 for (v, bi) in row.iter_mut().zip(b.data()) {
                     *v += bi;
-                    bad |= u32::from(v.to_bits() & EXP == EXP);
+                    if CHECK {
+                        bad |= u32::from(v.to_bits() & EXP == EXP);
+                    }
                 }
             }
         }
-        None => y.iter().for_each(|v| bad |= u32::from(v.to_bits() & EXP == EXP)),
+        None if CHECK => y.iter().for_each(|v| bad |= u32::from(v.to_bits() & EXP == EXP)),
+        None => {}
     }
     (y, bad == 0)
 }

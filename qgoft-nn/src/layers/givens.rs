@@ -894,11 +894,21 @@ fn vjp_rows_par(
             let sv = if is_output { Saved::Output(sv) } else { Saved::Input(sv) };
             one(sv, g).map_err(|e| shift_index(e, c * rows * d))
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<qgoft_math::Result<Vec<_>>>()?;
+        .collect::<Vec<_>>();
+    sum_in_order(parts, nb, scaled.then_some(d))
+}
+
+/// The sum of the chunks' gradients, added in chunk order (so the result
+/// does not depend on which thread finished first), or the error of the
+/// first failing chunk. `scale` is the scaling's length, if any.
+fn sum_in_order(
+    parts: Vec<qgoft_math::Result<RotationGrads>>,
+    nb: usize,
+    scale: Option<usize>,
+) -> Result<RotationGrads> {
+    let parts = parts.into_iter().collect::<qgoft_math::Result<Vec<_>>>()?;
     let mut parts = parts.into_iter();
-    let (mut db, mut ds) = parts.next().unwrap_or_else(|| (vec![Block::default(); nb], scaled.then(|| vec![0.0; d])));
+    let (mut db, mut ds) = parts.next().unwrap_or_else(|| (vec![Block::default(); nb], scale.map(|d| vec![0.0; d])));
     for (pb, ps) in parts {
         for (a, b) in db.iter_mut().zip(pb) {
             *a = Block { a: a.a + b.a, b: a.b + b.b, c: a.c + b.c, e: a.e + b.e };
@@ -924,10 +934,10 @@ fn merges_weight(mode: GivensMode, n: usize, m: usize) -> bool {
 /// error names a value by its index in the whole batch.
 fn vjp_from_input_par(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], dx: &[f32], d: usize) -> Result<Vec<Block<f32>>> {
     let nb = rot.blocks().len();
-    let one = |x: &[f32], dx: &[f32]| -> qgoft_math::Result<Vec<Block<f32>>> {
+    let one = |x: &[f32], dx: &[f32]| -> qgoft_math::Result<RotationGrads> {
         let mut db = vec![Block::default(); nb];
         Workspace::new().vjp_rows_from_input(rot, Op::Transpose, x, dx, &mut db)?;
-        Ok(db)
+        Ok((db, None))
     };
     let n = x.len() / d.max(1);
     let rows = n.div_ceil(row_chunks(n, d)).max(1) * d.max(1);
@@ -936,17 +946,8 @@ fn vjp_from_input_par(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], dx: &[f32]
         .zip(dx.par_chunks(rows))
         .enumerate()
         .map(|(c, (x, dx))| one(x, dx).map_err(|e| shift_index(e, c * rows)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<qgoft_math::Result<Vec<_>>>()?;
-    let mut parts = parts.into_iter();
-    let mut db = parts.next().unwrap_or_else(|| vec![Block::default(); nb]);
-    for p in parts {
-        for (a, b) in db.iter_mut().zip(p) {
-            *a = Block { a: a.a + b.a, b: a.b + b.b, c: a.c + b.c, e: a.e + b.e };
-        }
-    }
-    Ok(db)
+        .collect::<Vec<_>>();
+    Ok(sum_in_order(parts, nb, None)?.0)
 }
 
 /// The adapted layer of an unscaled exact rotation as `Y = X W'^T + b` with
