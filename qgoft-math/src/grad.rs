@@ -103,7 +103,7 @@
 
 use crate::apply::rotate_lanes;
 use crate::error::{check_finite, check_len, Error, Result};
-use crate::kernel::{gather, transpose, Transposer};
+use crate::kernel::{gather, transpose, GradRows, Transposer};
 use crate::{AngleMap, Block, Op, Real, Rotation, Stage};
 
 #[cfg(feature = "alloc")]
@@ -358,9 +358,8 @@ pub fn vjp_rows_owned<T: Real>(
 }
 
 /// Number of scalars of scratch that [`vjp_rows_from_input`] needs: that of
-/// [`vjp_rows`] from the saved batch `x`, and one tile of rows (at most
-/// `64 d`) into which the input gradient is copied tile by tile. Zero for
-/// an empty batch.
+/// [`vjp_rows`] from the saved batch `x` (the input gradient is only read,
+/// tile by tile, so it needs no room of its own). Zero for an empty batch.
 ///
 /// ```
 /// use qgoft_math::grad::{workspace_len, workspace_len_from_input, Saved};
@@ -368,16 +367,11 @@ pub fn vjp_rows_owned<T: Real>(
 /// let blocks = [Block::<f32>::identity(); 7];
 /// let r = Rotation::strict(Layout::Tree, 8, &blocks, None)?;
 /// let x = vec![0.0f32; 8 * 100];
-/// assert_eq!(workspace_len_from_input(&r, &x), workspace_len(&r, Saved::Output(&x)) + 8 * 64);
+/// assert_eq!(workspace_len_from_input(&r, &x), workspace_len(&r, Saved::Output(&x)));
 /// # Ok::<(), qgoft_math::Error>(())
 /// ```
 pub fn workspace_len_from_input<T: Real>(rot: &Rotation<'_, T>, x: &[T]) -> usize {
-    let geo = Geometry::of(rot, &Saved::Output(x));
-    if geo.n == 0 {
-        0
-    } else {
-        geo.workspace_len() + geo.tw * geo.d
-    }
+    workspace_len(rot, Saved::Output(x))
 }
 
 /// The block gradients of an exact rotation without scaling applied to each
@@ -394,7 +388,8 @@ pub fn workspace_len_from_input<T: Real>(rot: &Rotation<'_, T>, x: &[T]) -> usiz
 /// `dL/dX` to `dL/dY` (for an orthogonal step `M`, `dL/dz_k = M dL/dz_(k-1)`).
 /// Its block gradients `D_k` are those of the inverse; the rotation's are
 /// `B_k D_k^T B_k`. The same kernels as [`vjp_rows`] from [`Saved::Output`],
-/// with the input gradient copied one tile at a time into `work`.
+/// reading the input gradient where it lies and writing no carried
+/// gradient back.
 ///
 /// `work` is scratch of at least [`workspace_len_from_input`] scalars.
 ///
@@ -472,8 +467,7 @@ pub fn vjp_rows_from_input<T: Real>(
         check_finite("input gradient", dx)?;
         return Ok(());
     }
-    let (work, tile) = work[..need].split_at_mut(geo.workspace_len());
-    let total = crate::simd::backward(rot.kernel(), rot, inverse, saved, tile, Some(dx), work, &geo);
+    let total = crate::simd::backward(rot.kernel(), rot, inverse, saved, &mut [], Some(dx), &mut work[..need], &geo);
     if !total.iter().all(|v| v.is_finite()) {
         check_finite("input batch", x)?;
         check_finite("input gradient", dx)?;
@@ -851,9 +845,8 @@ pub(crate) fn backward<'w, T: Real, X: Transposer>(
 
 /// Runs the backward over all row tiles; returns the total gradient set
 /// (`4` entries per block in `[a, b, c, e]` order, then the scaling). With
-/// `src`, the upstream gradient is read from `src` and `dy` is scratch of
-/// one tile (`w d` values): each tile's rows are copied there and carried
-/// to the input in place, and `src` is never written.
+/// `src`, the upstream gradient is only read, from `src`: the input
+/// gradient is not formed and `dy` is not touched.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
@@ -875,32 +868,35 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     for t in 0..geo.tiles {
         let r0 = t * tw;
         let w = tw.min(geo.n - r0);
-        let (rows, dy) = match src {
-            Some(s) => {
-                dy[..w * d].copy_from_slice(&s[r0 * d..(r0 + w) * d]);
-                (0..w * d, &mut *dy)
-            }
-            None => (r0 * d..(r0 + w) * d, &mut *dy),
-        };
-        let saved_rows = r0 * d..(r0 + w) * d;
+        let rows = r0 * d..(r0 + w) * d;
         // Binary counter: this tile's sums land in level `k` (free, since bit
         // `k` of `t` is clear) and absorb levels `0 .. k`.
         let k = t.trailing_ones() as usize;
         let (lower, upper) = levels.split_at_mut(k * gl);
         let out = &mut upper[..gl];
         if rows_fused {
-            tile_rows_fused::<T, X>(rot, op, &data[saved_rows], &mut dy[rows], out, save);
+            let g = match src {
+                Some(s) => GradRows::Read(&s[rows.clone()]),
+                None => GradRows::Write(&mut dy[rows.clone()]),
+            };
+            tile_rows_fused::<T, X>(rot, op, &data[rows], g, out, save);
         } else {
             let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
-            gather::<X, T>(&data[saved_rows.clone()], z, w, d);
-            gather::<X, T>(&dy[rows.clone()], g, w, d);
+            gather::<X, T>(&data[rows.clone()], z, w, d);
+            let upstream = match src {
+                Some(s) => &s[rows.clone()],
+                None => &dy[rows.clone()],
+            };
+            gather::<X, T>(upstream, g, w, d);
             match saved {
                 Saved::Output(_) => tile_recover::<T, FUSED>(rot, op, z, g, w, out, hook),
                 Saved::Input(_) => {
-                    tile_recompute(rot, op, &data[saved_rows], z, g, &mut save[..geo.save_len / tw * w], w, out)
+                    tile_recompute(rot, op, &data[rows.clone()], z, g, &mut save[..geo.save_len / tw * w], w, out)
                 }
             }
-            transpose::<X, T, true>(&mut dy[rows], g, w, d);
+            if src.is_none() {
+                transpose::<X, T, true>(&mut dy[rows], g, w, d);
+            }
         }
         for lv in lower.chunks_exact(gl.max(1)) {
             for (o, v) in out.iter_mut().zip(lv) {
@@ -924,7 +920,8 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
 
 /// The strict backward of the tree on one tile of rows (`d` a multiple of
 /// 8) straight from the row-major saved output `y` and upstream gradient
-/// `g` (overwritten by the input gradient): for each block of 8
+/// `g` (overwritten by the input gradient if writable, else only read):
+/// for each block of 8
 /// coordinates, every group of 8 rows is transposed into registers, the
 /// first three stages (and the scaling) are undone there and the gradient
 /// transposed back; the later stages act only on the blocks' first
@@ -940,7 +937,7 @@ fn tile_rows_fused<T: Real, X: Transposer>(
     rot: &Rotation<'_, T>,
     op: Op,
     y: &[T],
-    g: &mut [T],
+    mut g: GradRows<'_, T>,
     out: &mut [T],
     scratch: &mut [T],
 ) {
@@ -960,7 +957,7 @@ fn tile_rows_fused<T: Real, X: Transposer>(
     if full < w {
         py[..(w - full) * d].copy_from_slice(&y[full * d..]);
         py[(w - full) * d..].fill(T::zero());
-        pg[..(w - full) * d].copy_from_slice(&g[full * d..]);
+        pg[..(w - full) * d].copy_from_slice(&g.get()[full * d..]);
         pg[(w - full) * d..].fill(T::zero());
     }
     let sub = rot.sub_tree(3);
@@ -970,7 +967,7 @@ fn tile_rows_fused<T: Real, X: Transposer>(
     let asc = op == Op::Transpose;
     if !asc {
         gather_leaders(y, lz, d, w8);
-        gather_leaders(g, lg, d, w8);
+        gather_leaders(g.get(), lg, d, w8);
         for b in 0..q {
             lz[b * w8 + w..(b + 1) * w8].fill(T::zero());
             lg[b * w8 + w..(b + 1) * w8].fill(T::zero());
@@ -990,13 +987,17 @@ fn tile_rows_fused<T: Real, X: Transposer>(
         }
         let mut k = 0;
         while k < w8 {
-            let (ys, gs, at) = if k < full { (y, &mut *g, k * d + b * B) } else { (&*py, &mut *pg, b * B) };
+            let (ys, mut gs, at) = if k < full {
+                (y, g.tail(k * d + b * B), k * d + b * B)
+            } else {
+                (&*py, GradRows::Write(&mut pg[b * B..]), b * B)
+            };
             let lk = b * w8 + k..b * w8 + k + B;
             k += B;
             if X::recover8(
                 asc,
                 &ys[at..],
-                &mut gs[at..],
+                gs.tail(0),
                 d,
                 &flat,
                 sc,
@@ -1008,7 +1009,7 @@ fn tile_rows_fused<T: Real, X: Transposer>(
                 continue;
             }
             let mut zv = load_block::<X, T>(&ys[at..], d);
-            let mut gv = load_block::<X, T>(&gs[at..], d);
+            let mut gv = load_block::<X, T>(gs.get(), d);
             if asc {
                 if let Some(sc) = sc {
                     scale_back_block(&mut zv, &mut gv, sc, &mut accs);
@@ -1024,7 +1025,9 @@ fn tile_rows_fused<T: Real, X: Transposer>(
                     scale_back_block(&mut zv, &mut gv, sc, &mut accs);
                 }
             }
-            store_block::<X, T>(&gv, &mut gs[at..], d);
+            if let GradRows::Write(gs) = gs {
+                store_block::<X, T>(&gv, gs, d);
+            }
         }
         for r in 0..B - 1 {
             put_block(op, outb, idx[r], acc[r].map(reduce));
@@ -1035,12 +1038,18 @@ fn tile_rows_fused<T: Real, X: Transposer>(
             }
         }
     }
-    if full < w {
+    let mut g = match g {
+        GradRows::Write(g) => Some(g),
+        GradRows::Read(_) => None,
+    };
+    if let Some(g) = g.as_mut().filter(|_| full < w) {
         g[full * d..].copy_from_slice(&pg[..(w - full) * d]);
     }
     if asc {
         tree_recover(&sub, op, lz, lg, w8, &mut out[sub_at..4 * nb]);
-        scatter_leaders(g, lg, d, w8);
+        if let Some(g) = g {
+            scatter_leaders(g, lg, d, w8);
+        }
     }
 }
 
@@ -1699,6 +1708,48 @@ mod tests {
             for (transpose, scaled) in [(true, false), (true, true), (false, false), (false, true)] {
                 fused_matches_plain::<f32>(d, n, transpose, scaled, (d * n) as u64);
                 fused_matches_plain::<f64>(d, n, transpose, scaled, (d + n) as u64);
+            }
+        }
+    }
+
+    /// The strict backward reading its upstream gradient where it lies
+    /// (`src`, as [`vjp_rows_from_input`] runs it) gives bitwise the block
+    /// gradients of the one that carries the gradient in place, on every
+    /// kernel, both operators, row-block and other widths.
+    fn read_only_matches_carried<T: Real>(d: usize, n: usize, op: Op, seed: u64) {
+        use crate::kernel::Kernel;
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            <T as Real>::from_f64(((state >> 11) as f64 / (1u64 << 53) as f64) * 6.0 - 3.0)
+        };
+        let params: Vec<T> = (0..Layout::Tree.num_rotations(d)).map(|_| next()).collect();
+        let mut blocks = vec![Block::identity(); params.len()];
+        blocks_from_angles(AngleMap::Raw, &params, &mut blocks).unwrap();
+        let x: Vec<T> = (0..n * d).map(|_| next()).collect();
+        let g0: Vec<T> = (0..n * d).map(|_| next()).collect();
+        for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let rot = Rotation::strict(Layout::Tree, d, &blocks, None).unwrap().with_kernel(k).unwrap();
+            let saved = Saved::Output(&x[..]);
+            let geo = Geometry::of(&rot, &saved);
+            let mut work = vec![T::zero(); geo.workspace_len()];
+            let mut g = g0.clone();
+            let carried = crate::simd::backward(k, &rot, op, saved, &mut g, None, &mut work, &geo).to_vec();
+            let mut work = vec![T::zero(); geo.workspace_len()];
+            let src = g0.clone();
+            let read = crate::simd::backward(k, &rot, op, saved, &mut [], Some(&src), &mut work, &geo).to_vec();
+            let bits = |v: &[T]| v.iter().map(|v| Real::to_f64(*v).to_bits()).collect::<Vec<u64>>();
+            assert_eq!(bits(&carried), bits(&read), "{k:?} d={d} n={n} {op:?}");
+            assert_eq!(bits(&src), bits(&g0), "{k:?} d={d} n={n} {op:?}: the source was written");
+        }
+    }
+
+    #[test]
+    fn read_only_upstream_gradient_matches_carried() {
+        for (d, n) in [(8, 8), (16, 64), (40, 13), (37, 70), (136, 72), (768, 136)] {
+            for op in [Op::Transpose, Op::Forward] {
+                read_only_matches_carried::<f32>(d, n, op, (d * n) as u64);
+                read_only_matches_carried::<f64>(d, n, op, (d + n) as u64);
             }
         }
     }

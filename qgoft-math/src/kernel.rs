@@ -831,6 +831,36 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     (input_ok, finite)
 }
 
+/// The gradient rows a register block of the strict backward reads: carried
+/// to the input and written back in place, or only read (for a caller that
+/// needs the block gradients and not the carried gradient).
+pub(crate) enum GradRows<'a, T> {
+    /// Read, carried and written back.
+    Write(&'a mut [T]),
+    /// Read only; the carried gradient is discarded.
+    Read(&'a [T]),
+}
+
+impl<T> GradRows<'_, T> {
+    /// The rows, for reading.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &[T] {
+        match self {
+            Self::Write(s) => s,
+            Self::Read(s) => s,
+        }
+    }
+
+    /// The rows from index `at` on, in the same mode.
+    #[inline(always)]
+    pub(crate) fn tail(&mut self, at: usize) -> GradRows<'_, T> {
+        match self {
+            Self::Write(s) => GradRows::Write(&mut s[at..]),
+            Self::Read(s) => GradRows::Read(&s[at..]),
+        }
+    }
+}
+
 /// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`.
 #[inline(always)]
 pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, stride: usize) {
@@ -899,7 +929,7 @@ pub(crate) trait Transposer {
     /// stages' step blocks `cb` (`[a, b, c, e]` each, in the order they are
     /// undone) undone, the products summed into `acc` (`[rotation][entry]
     /// [lane]`, 7 x 4 x 8) and `accs` (`[coordinate][lane]`), the gradient
-    /// written back to `g`; the leaders of `y` and `g` stored to `lz`, `lg`
+    /// written back to `g` if it is writable; the leaders of `y` and `g` stored to `lz`, `lg`
     /// (`asc`) or taken from them first. `false` if not handled (nothing is
     /// touched).
     #[allow(clippy::too_many_arguments)]
@@ -907,7 +937,7 @@ pub(crate) trait Transposer {
     fn recover8<T: Real>(
         _asc: bool,
         _y: &[T],
-        _g: &mut [T],
+        _g: GradRows<'_, T>,
         _ld: usize,
         _cb: &[T],
         _sc: Option<&[T]>,

@@ -189,7 +189,7 @@ pub(crate) fn rebuild<T: Real>(
 mod x86 {
     use crate::apply::Op;
     use crate::grad::{Geometry, Saved};
-    use crate::kernel::{rows, run, Fused, Transposer};
+    use crate::kernel::{rows, run, Fused, GradRows, Transposer};
     use crate::{Real, Rotation};
     use core::any::TypeId;
     use core::arch::x86_64::*;
@@ -393,7 +393,7 @@ mod x86 {
         fn recover8<T: Real>(
             asc: bool,
             y: &[T],
-            g: &mut [T],
+            g: GradRows<'_, T>,
             ld: usize,
             cb: &[T],
             sc: Option<&[T]>,
@@ -406,22 +406,29 @@ mod x86 {
                 return false;
             }
             // Bounds checked here, once: every access below is inside.
-            let (y, g) = (&y[..7 * ld + 8], &mut g[..7 * ld + 8]);
+            let y = &y[..7 * ld + 8];
+            // A read-only `g` is never written through the pointer below.
+            let (gp, write) = match g {
+                GradRows::Write(g) => (g[..7 * ld + 8].as_mut_ptr().cast::<f32>(), true),
+                GradRows::Read(g) => (g[..7 * ld + 8].as_ptr().cast::<f32>().cast_mut(), false),
+            };
             let cb: &[f32; 28] = cast_ref::<[T; 28], _>(cb[..28].try_into().expect("7 blocks"));
             let sc: Option<&[f32; 8]> = sc.map(|s| cast_ref::<[T; 8], _>(s[..8].try_into().expect("8 scales")));
             let acc: &mut [f32; 224] = cast_mut::<[T; 224], _>((&mut acc[..224]).try_into().expect("7 x 4 x 8 sums"));
             let accs: &mut [f32; 64] = cast_mut::<[T; 64], _>((&mut accs[..64]).try_into().expect("8 x 8 sums"));
             let lz: &mut [f32; 8] = cast_mut::<[T; 8], _>((&mut lz[..8]).try_into().expect("8 leaders"));
             let lg: &mut [f32; 8] = cast_mut::<[T; 8], _>((&mut lg[..8]).try_into().expect("8 leaders"));
-            let (yp, gp) = (y.as_ptr().cast::<f32>(), g.as_mut_ptr().cast::<f32>());
+            let yp = y.as_ptr().cast::<f32>();
             // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
-            // `y` and `g` cover `l * ld + a` for `l, a < 8`; AVX2 and FMA
-            // are present (see the struct's note).
+            // `y` and `g` cover `l * ld + a` for `l, a < 8`, and `g` is
+            // written only when it came writable; AVX2 and FMA are present
+            // (see the struct's note).
             unsafe {
-                if asc {
-                    recover8_f32::<true>(yp, gp, ld, cb, sc, acc, accs, lz, lg);
-                } else {
-                    recover8_f32::<false>(yp, gp, ld, cb, sc, acc, accs, lz, lg);
+                match (asc, write) {
+                    (true, true) => recover8_f32::<true, true>(yp, gp, ld, cb, sc, acc, accs, lz, lg),
+                    (true, false) => recover8_f32::<true, false>(yp, gp, ld, cb, sc, acc, accs, lz, lg),
+                    (false, true) => recover8_f32::<false, true>(yp, gp, ld, cb, sc, acc, accs, lz, lg),
+                    (false, false) => recover8_f32::<false, false>(yp, gp, ld, cb, sc, acc, accs, lz, lg),
                 }
             }
             true
@@ -522,12 +529,12 @@ mod x86 {
     /// See [`Transposer::recover8`].
     ///
     /// # Safety
-    /// AVX2 and FMA; `y` readable and `g` writable at `l * ld + a` for
-    /// `l, a < 8`.
+    /// AVX2 and FMA; `y` and `g` readable at `l * ld + a` for `l, a < 8`,
+    /// and `g` writable there if `WRITE` (without it, `g` is only read).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn recover8_f32<const ASC: bool>(
+    unsafe fn recover8_f32<const ASC: bool, const WRITE: bool>(
         y: *const f32,
         g: *mut f32,
         ld: usize,
@@ -570,7 +577,9 @@ mod x86 {
                 }
                 scale_back8(&mut z, &mut gv, sc, accs);
             }
-            store_t8(gv, g, ld);
+            if WRITE {
+                store_t8(gv, g, ld);
+            }
         }
     }
 
