@@ -467,7 +467,7 @@ pub fn vjp_rows_from_input<T: Real>(
         check_finite("input gradient", dx)?;
         return Ok(());
     }
-    let total = crate::simd::backward(rot.kernel(), rot, inverse, saved, &mut [], Some(dx), &mut work[..need], &geo);
+    let total = crate::simd::backward(rot.kernel(), rot, inverse, saved, GradRows::Read(dx), &mut work[..need], &geo);
     if !total.iter().all(|v| v.is_finite()) {
         check_finite("input batch", x)?;
         check_finite("input gradient", dx)?;
@@ -516,7 +516,7 @@ fn vjp<T: Real>(
     // The same arithmetic compiled for the rotation's kernel: wider vectors,
     // bitwise the same results (no products are fused).
     let work = &mut work[..geo.workspace_len()];
-    let total = crate::simd::backward(rot.kernel(), rot, op, saved, dy, None, work, &geo);
+    let total = crate::simd::backward(rot.kernel(), rot, op, saved, GradRows::Write(dy), work, &geo);
     if !check_first && !total.iter().all(|v| v.is_finite()) {
         check_finite("saved batch", data)?;
         check_finite("input gradient (from a non-finite upstream gradient)", dy)?;
@@ -835,26 +835,24 @@ pub(crate) fn backward<'w, T: Real, X: Transposer>(
     rot: &Rotation<'_, T>,
     op: Op,
     saved: Saved<'_, T>,
-    dy: &mut [T],
-    src: Option<&[T]>,
+    dy: GradRows<'_, T>,
     work: &'w mut [T],
     geo: &Geometry,
 ) -> &'w [T] {
-    backward_rows::<T, X, true>(rot, op, saved, dy, src, work, geo, &mut |_, _, _| {})
+    backward_rows::<T, X, true>(rot, op, saved, dy, work, geo, &mut |_, _, _| {})
 }
 
 /// Runs the backward over all row tiles; returns the total gradient set
-/// (`4` entries per block in `[a, b, c, e]` order, then the scaling). With
-/// `src`, the upstream gradient is only read, from `src`: the input
-/// gradient is not formed and `dy` is not touched.
+/// (`4` entries per block in `[a, b, c, e]` order, then the scaling). A
+/// writable upstream gradient `dy` is overwritten by the input gradient; a
+/// read-only one is only read (the input gradient is not formed).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     rot: &Rotation<'_, T>,
     op: Op,
     saved: Saved<'_, T>,
-    dy: &mut [T],
-    src: Option<&[T]>,
+    mut dy: GradRows<'_, T>,
     work: &'w mut [T],
     geo: &Geometry,
     hook: &mut StageHook<'_, T>,
@@ -875,26 +873,18 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
         let (lower, upper) = levels.split_at_mut(k * gl);
         let out = &mut upper[..gl];
         if rows_fused {
-            let g = match src {
-                Some(s) => GradRows::Read(&s[rows.clone()]),
-                None => GradRows::Write(&mut dy[rows.clone()]),
-            };
-            tile_rows_fused::<T, X>(rot, op, &data[rows], g, out, save);
+            tile_rows_fused::<T, X>(rot, op, &data[rows.clone()], dy.part(rows), out, save);
         } else {
             let (z, g) = (&mut z[..d * w], &mut g[..d * w]);
             gather::<X, T>(&data[rows.clone()], z, w, d);
-            let upstream = match src {
-                Some(s) => &s[rows.clone()],
-                None => &dy[rows.clone()],
-            };
-            gather::<X, T>(upstream, g, w, d);
+            gather::<X, T>(&dy.get()[rows.clone()], g, w, d);
             match saved {
                 Saved::Output(_) => tile_recover::<T, FUSED>(rot, op, z, g, w, out, hook),
                 Saved::Input(_) => {
                     tile_recompute(rot, op, &data[rows.clone()], z, g, &mut save[..geo.save_len / tw * w], w, out)
                 }
             }
-            if src.is_none() {
+            if let GradRows::Write(dy) = &mut dy {
                 transpose::<X, T, true>(&mut dy[rows], g, w, d);
             }
         }
@@ -921,8 +911,8 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
 /// The strict backward of the tree on one tile of rows (`d` a multiple of
 /// 8) straight from the row-major saved output `y` and upstream gradient
 /// `g` (overwritten by the input gradient if writable, else only read):
-/// for each block of 8
-/// coordinates, every group of 8 rows is transposed into registers, the
+/// for each block of 8 coordinates, every group of 8 rows is transposed
+/// into registers, the
 /// first three stages (and the scaling) are undone there and the gradient
 /// transposed back; the later stages act only on the blocks' first
 /// coordinates (leaders), gathered into two tiles of `ceil8(w)` lanes, with
@@ -1604,14 +1594,22 @@ mod tests {
                 Layout::Chain | Layout::Tree => (d as f64).sqrt() + 2.0,
                 _ => d as f64,
             };
-        backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, None, &mut work, &geo, &mut |k, rec, w| {
-            seen[k] = true;
-            for r in 0..w {
-                let e2: f64 =
-                    (0..d).map(|i| (Real::to_f64(rec[i * w + r]) - Real::to_f64(fwd[k][i * w + r])).powi(2)).sum();
-                worst = worst.max(e2.sqrt() / xnorm(r) / bound);
-            }
-        });
+        backward_rows::<T, ByElement, false>(
+            &rot,
+            op,
+            saved,
+            GradRows::Write(&mut g),
+            &mut work,
+            &geo,
+            &mut |k, rec, w| {
+                seen[k] = true;
+                for r in 0..w {
+                    let e2: f64 =
+                        (0..d).map(|i| (Real::to_f64(rec[i * w + r]) - Real::to_f64(fwd[k][i * w + r])).powi(2)).sum();
+                    worst = worst.max(e2.sqrt() / xnorm(r) / bound);
+                }
+            },
+        );
         assert!(seen.iter().all(|s| *s), "every stage recovered");
         worst
     }
@@ -1658,11 +1656,27 @@ mod tests {
             let mut work = vec![T::zero(); if fused { geo.workspace_len() } else { geo.plain_len() }];
             let mut g = g0.clone();
             let total = if fused {
-                backward_rows::<T, ByElement, true>(&rot, op, saved, &mut g, None, &mut work, &geo, &mut |_, _, _| {})
-                    .to_vec()
+                backward_rows::<T, ByElement, true>(
+                    &rot,
+                    op,
+                    saved,
+                    GradRows::Write(&mut g),
+                    &mut work,
+                    &geo,
+                    &mut |_, _, _| {},
+                )
+                .to_vec()
             } else {
-                backward_rows::<T, ByElement, false>(&rot, op, saved, &mut g, None, &mut work, &geo, &mut |_, _, _| {})
-                    .to_vec()
+                backward_rows::<T, ByElement, false>(
+                    &rot,
+                    op,
+                    saved,
+                    GradRows::Write(&mut g),
+                    &mut work,
+                    &geo,
+                    &mut |_, _, _| {},
+                )
+                .to_vec()
             };
             g.into_iter().chain(total).map(|v| Real::to_f64(v).to_bits()).collect::<Vec<u64>>()
         };
@@ -1734,10 +1748,10 @@ mod tests {
             let geo = Geometry::of(&rot, &saved);
             let mut work = vec![T::zero(); geo.workspace_len()];
             let mut g = g0.clone();
-            let carried = crate::simd::backward(k, &rot, op, saved, &mut g, None, &mut work, &geo).to_vec();
+            let carried = crate::simd::backward(k, &rot, op, saved, GradRows::Write(&mut g), &mut work, &geo).to_vec();
             let mut work = vec![T::zero(); geo.workspace_len()];
             let src = g0.clone();
-            let read = crate::simd::backward(k, &rot, op, saved, &mut [], Some(&src), &mut work, &geo).to_vec();
+            let read = crate::simd::backward(k, &rot, op, saved, GradRows::Read(&src), &mut work, &geo).to_vec();
             let bits = |v: &[T]| v.iter().map(|v| Real::to_f64(*v).to_bits()).collect::<Vec<u64>>();
             assert_eq!(bits(&carried), bits(&read), "{k:?} d={d} n={n} {op:?}");
             assert_eq!(bits(&src), bits(&g0), "{k:?} d={d} n={n} {op:?}: the source was written");

@@ -859,6 +859,15 @@ impl<T> GradRows<'_, T> {
             Self::Read(s) => GradRows::Read(&s[at..]),
         }
     }
+
+    /// The entries in `range`, in the same mode.
+    #[inline(always)]
+    pub(crate) fn part(&mut self, range: core::ops::Range<usize>) -> GradRows<'_, T> {
+        match self {
+            Self::Write(s) => GradRows::Write(&mut s[range]),
+            Self::Read(s) => GradRows::Read(&s[range]),
+        }
+    }
 }
 
 /// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`.
@@ -929,9 +938,9 @@ pub(crate) trait Transposer {
     /// stages' step blocks `cb` (`[a, b, c, e]` each, in the order they are
     /// undone) undone, the products summed into `acc` (`[rotation][entry]
     /// [lane]`, 7 x 4 x 8) and `accs` (`[coordinate][lane]`), the gradient
-    /// written back to `g` if it is writable; the leaders of `y` and `g` stored to `lz`, `lg`
-    /// (`asc`) or taken from them first. `false` if not handled (nothing is
-    /// touched).
+    /// written back to `g` if it is writable; the leaders of `y` and `g`
+    /// stored to `lz`, `lg` (`asc`) or taken from them first. `false` if not
+    /// handled (nothing is touched).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn recover8<T: Real>(

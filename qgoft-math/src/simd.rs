@@ -14,7 +14,7 @@
 
 use crate::apply::Op;
 use crate::grad::{Geometry, Saved};
-use crate::kernel::Kernel;
+use crate::kernel::{GradRows, Kernel};
 use crate::{Real, Rotation};
 
 /// Whether `k` (one of the SIMD kernels) can run here.
@@ -127,8 +127,7 @@ pub(crate) fn backward<'w, T: Real>(
     rot: &Rotation<'_, T>,
     op: Op,
     saved: Saved<'_, T>,
-    dy: &mut [T],
-    src: Option<&[T]>,
+    dy: GradRows<'_, T>,
     work: &'w mut [T],
     geo: &Geometry,
 ) -> &'w [T] {
@@ -136,16 +135,16 @@ pub(crate) fn backward<'w, T: Real>(
     match k {
         Kernel::Avx2 if available(Kernel::Avx2) => {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
-            return unsafe { x86::backward_avx2(rot, op, saved, dy, src, work, geo) };
+            return unsafe { x86::backward_avx2(rot, op, saved, dy, work, geo) };
         }
         Kernel::Avx512 if available(Kernel::Avx512) => {
             // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            return unsafe { x86::backward_avx512(rot, op, saved, dy, src, work, geo) };
+            return unsafe { x86::backward_avx512(rot, op, saved, dy, work, geo) };
         }
         _ => {}
     }
     let _ = k;
-    crate::grad::backward::<T, crate::kernel::ByElement>(rot, op, saved, dy, src, work, geo)
+    crate::grad::backward::<T, crate::kernel::ByElement>(rot, op, saved, dy, work, geo)
 }
 
 /// [`crate::decompose`]'s factorisation compiled for AVX2 when the processor
@@ -321,12 +320,11 @@ mod x86 {
         rot: &Rotation<'_, T>,
         op: Op,
         saved: Saved<'_, T>,
-        dy: &mut [T],
-        src: Option<&[T]>,
+        dy: GradRows<'_, T>,
         work: &'w mut [T],
         geo: &Geometry,
     ) -> &'w [T] {
-        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, src, work, geo)
+        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
     }
 
     /// # Safety
@@ -337,12 +335,11 @@ mod x86 {
         rot: &Rotation<'_, T>,
         op: Op,
         saved: Saved<'_, T>,
-        dy: &mut [T],
-        src: Option<&[T]>,
+        dy: GradRows<'_, T>,
         work: &'w mut [T],
         geo: &Geometry,
     ) -> &'w [T] {
-        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, src, work, geo)
+        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
     }
 
     /// 8 x 8 transposes with AVX shuffles. Only instantiated inside the
