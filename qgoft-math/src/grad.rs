@@ -966,65 +966,81 @@ fn tile_rows_fused<T: Real, X: Transposer>(
     }
     let offs = first_offsets(d);
     let (outb, outs) = out.split_at_mut(4 * nb);
-    for b in 0..q {
-        let (cb, idx) = first_stages(rot, op, b * B, asc, &offs, step_block);
-        let sc: Option<&[T]> = rot.scale().map(|s| &s[b * B..b * B + B]);
-        let mut acc = [[[T::zero(); LANES]; 4]; B];
-        let mut accs = [[T::zero(); LANES]; B];
-        let mut flat = [T::zero(); 28];
-        for (f, blk) in flat.chunks_exact_mut(4).zip(&cb) {
-            f.copy_from_slice(&blk.to_array());
+    // The blocks of coordinates go in pairs, both blocks of a pair for each
+    // group of 8 rows in turn: a pair spans one 64-byte line of each row
+    // (for aligned rows), so each line is used twice while it is in the
+    // first-level cache, whatever the row stride (a stride near a multiple
+    // of 4 KiB maps every row of a column to a few cache sets).
+    for b0 in (0..q).step_by(PAIR) {
+        let pair = b0..(b0 + PAIR).min(q);
+        let mut cbs = [[Block::identity(); B]; PAIR];
+        let mut idxs = [[0usize; B]; PAIR];
+        let mut flats = [[T::zero(); 28]; PAIR];
+        for (p, b) in pair.clone().enumerate() {
+            let (cb, idx) = first_stages(rot, op, b * B, asc, &offs, step_block);
+            for (f, blk) in flats[p].chunks_exact_mut(4).zip(&cb) {
+                f.copy_from_slice(&blk.to_array());
+            }
+            (cbs[p], idxs[p]) = (cb, idx);
         }
+        let mut accs2 = [[[[T::zero(); LANES]; 4]; B]; PAIR];
+        let mut accss = [[[T::zero(); LANES]; B]; PAIR];
         let mut k = 0;
         while k < w8 {
-            let (ys, mut gs, at) = if k < full {
-                (y, g.tail(k * d + b * B), k * d + b * B)
-            } else {
-                (&*py, GradRows::Write(&mut pg[b * B..]), b * B)
-            };
-            let lk = b * w8 + k..b * w8 + k + B;
+            for (p, b) in pair.clone().enumerate() {
+                let (cb, flat, acc, accs) = (&cbs[p], &flats[p], &mut accs2[p], &mut accss[p]);
+                let sc: Option<&[T]> = rot.scale().map(|s| &s[b * B..b * B + B]);
+                let (ys, mut gs, at) = if k < full {
+                    (y, g.tail(k * d + b * B), k * d + b * B)
+                } else {
+                    (&*py, GradRows::Write(&mut pg[b * B..]), b * B)
+                };
+                let lk = b * w8 + k..b * w8 + k + B;
+                if X::recover8(
+                    asc,
+                    &ys[at..],
+                    gs.tail(0),
+                    d,
+                    flat,
+                    sc,
+                    acc.as_flattened_mut().as_flattened_mut(),
+                    accs.as_flattened_mut(),
+                    &mut lz[lk.clone()],
+                    &mut lg[lk.clone()],
+                ) {
+                    continue;
+                }
+                let mut zv = load_block::<X, T>(&ys[at..], d);
+                let mut gv = load_block::<X, T>(gs.get(), d);
+                if asc {
+                    if let Some(sc) = sc {
+                        scale_back_block(&mut zv, &mut gv, sc, accs);
+                    }
+                    tree_block_recover::<T, B, true>(cb, &mut zv, &mut gv, acc);
+                    lz[lk.clone()].copy_from_slice(&zv[0]);
+                    lg[lk].copy_from_slice(&gv[0]);
+                } else {
+                    zv[0].copy_from_slice(&lz[lk.clone()]);
+                    gv[0].copy_from_slice(&lg[lk]);
+                    tree_block_recover::<T, B, false>(cb, &mut zv, &mut gv, acc);
+                    if let Some(sc) = sc {
+                        scale_back_block(&mut zv, &mut gv, sc, accs);
+                    }
+                }
+                if let GradRows::Write(gs) = gs {
+                    store_block::<X, T>(&gv, gs, d);
+                }
+            }
             k += B;
-            if X::recover8(
-                asc,
-                &ys[at..],
-                gs.tail(0),
-                d,
-                &flat,
-                sc,
-                acc.as_flattened_mut().as_flattened_mut(),
-                accs.as_flattened_mut(),
-                &mut lz[lk.clone()],
-                &mut lg[lk.clone()],
-            ) {
-                continue;
-            }
-            let mut zv = load_block::<X, T>(&ys[at..], d);
-            let mut gv = load_block::<X, T>(gs.get(), d);
-            if asc {
-                if let Some(sc) = sc {
-                    scale_back_block(&mut zv, &mut gv, sc, &mut accs);
-                }
-                tree_block_recover::<T, B, true>(&cb, &mut zv, &mut gv, &mut acc);
-                lz[lk.clone()].copy_from_slice(&zv[0]);
-                lg[lk].copy_from_slice(&gv[0]);
-            } else {
-                zv[0].copy_from_slice(&lz[lk.clone()]);
-                gv[0].copy_from_slice(&lg[lk]);
-                tree_block_recover::<T, B, false>(&cb, &mut zv, &mut gv, &mut acc);
-                if let Some(sc) = sc {
-                    scale_back_block(&mut zv, &mut gv, sc, &mut accs);
-                }
-            }
-            if let GradRows::Write(gs) = gs {
-                store_block::<X, T>(&gv, gs, d);
-            }
         }
-        for r in 0..B - 1 {
-            put_block(op, outb, idx[r], acc[r].map(reduce));
-        }
-        if sc.is_some() {
-            for (o, a) in outs[b * B..b * B + B].iter_mut().zip(accs) {
-                *o = reduce(a);
+        for (p, b) in pair.enumerate() {
+            for r in 0..B - 1 {
+                put_block(op, outb, idxs[p][r], accs2[p][r].map(reduce));
+            }
+            if rot.scale().is_some() {
+                for (o, a) in outs[b * B..b * B + B].iter_mut().zip(accss[p]) {
+                    *o = reduce(a);
+                }
             }
         }
     }
@@ -1042,6 +1058,9 @@ fn tile_rows_fused<T: Real, X: Transposer>(
         }
     }
 }
+
+/// Blocks of coordinates walked together by [`tile_rows_fused`].
+const PAIR: usize = 2;
 
 /// The scaling step backward on one register block, as [`scale_back`]
 /// with recovery: `z_a <- z_a / s_a`, `acc_a += g_a z_a`, `g_a <- s_a g_a`.
