@@ -1674,28 +1674,11 @@ mod tests {
         let run = |fused: bool| {
             let mut work = vec![T::zero(); if fused { geo.workspace_len() } else { geo.plain_len() }];
             let mut g = g0.clone();
+            let (dy, hook) = (GradRows::Write(&mut g), &mut |_: usize, _: &[T], _: usize| {});
             let total = if fused {
-                backward_rows::<T, ByElement, true>(
-                    &rot,
-                    op,
-                    saved,
-                    GradRows::Write(&mut g),
-                    &mut work,
-                    &geo,
-                    &mut |_, _, _| {},
-                )
-                .to_vec()
+                backward_rows::<T, ByElement, true>(&rot, op, saved, dy, &mut work, &geo, hook).to_vec()
             } else {
-                backward_rows::<T, ByElement, false>(
-                    &rot,
-                    op,
-                    saved,
-                    GradRows::Write(&mut g),
-                    &mut work,
-                    &geo,
-                    &mut |_, _, _| {},
-                )
-                .to_vec()
+                backward_rows::<T, ByElement, false>(&rot, op, saved, dy, &mut work, &geo, hook).to_vec()
             };
             g.into_iter().chain(total).map(|v| Real::to_f64(v).to_bits()).collect::<Vec<u64>>()
         };
