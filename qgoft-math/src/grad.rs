@@ -911,10 +911,10 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
 /// The strict backward of the tree on one tile of rows (`d` a multiple of
 /// 8) straight from the row-major saved output `y` and upstream gradient
 /// `g` (overwritten by the input gradient if writable, else only read):
-/// for each block of 8 coordinates, every group of 8 rows is transposed
-/// into registers, the
-/// first three stages (and the scaling) are undone there and the gradient
-/// transposed back; the later stages act only on the blocks' first
+/// for each pair of blocks of 8 coordinates, every group of 8 rows is
+/// transposed into registers one block at a time, the first three stages
+/// (and the scaling) are undone there and the gradient transposed back;
+/// the later stages act only on the blocks' first
 /// coordinates (leaders), gathered into two tiles of `ceil8(w)` lanes, with
 /// [`tree_recover`]. A last group of fewer than 8 rows goes through
 /// zero-padded copies, as the structure-of-arrays walk pads its last lanes.
@@ -983,12 +983,12 @@ fn tile_rows_fused<T: Real, X: Transposer>(
             }
             (cbs[p], idxs[p]) = (cb, idx);
         }
-        let mut accs2 = [[[[T::zero(); LANES]; 4]; B]; PAIR];
-        let mut accss = [[[T::zero(); LANES]; B]; PAIR];
+        let mut sums = [[[[T::zero(); LANES]; 4]; B]; PAIR];
+        let mut scale_sums = [[[T::zero(); LANES]; B]; PAIR];
         let mut k = 0;
         while k < w8 {
             for (p, b) in pair.clone().enumerate() {
-                let (cb, flat, acc, accs) = (&cbs[p], &flats[p], &mut accs2[p], &mut accss[p]);
+                let (cb, flat, acc, accs) = (&cbs[p], &flats[p], &mut sums[p], &mut scale_sums[p]);
                 let sc: Option<&[T]> = rot.scale().map(|s| &s[b * B..b * B + B]);
                 let (ys, mut gs, at) = if k < full {
                     (y, g.tail(k * d + b * B), k * d + b * B)
@@ -1035,10 +1035,10 @@ fn tile_rows_fused<T: Real, X: Transposer>(
         }
         for (p, b) in pair.enumerate() {
             for r in 0..B - 1 {
-                put_block(op, outb, idxs[p][r], accs2[p][r].map(reduce));
+                put_block(op, outb, idxs[p][r], sums[p][r].map(reduce));
             }
             if rot.scale().is_some() {
-                for (o, a) in outs[b * B..b * B + B].iter_mut().zip(accss[p]) {
+                for (o, a) in outs[b * B..b * B + B].iter_mut().zip(scale_sums[p]) {
                     *o = reduce(a);
                 }
             }
