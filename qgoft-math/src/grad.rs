@@ -829,7 +829,6 @@ type StageHook<'h, T> = dyn FnMut(usize, &[T], usize) + 'h;
 /// transposed by `X`; returns the total gradient set (see
 /// [`backward_rows`]). Inlined into the instruction-set wrappers of
 /// [`crate::simd`].
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn backward<'w, T: Real, X: Transposer>(
     rot: &Rotation<'_, T>,
@@ -846,7 +845,6 @@ pub(crate) fn backward<'w, T: Real, X: Transposer>(
 /// (`4` entries per block in `[a, b, c, e]` order, then the scaling). A
 /// writable upstream gradient `dy` is overwritten by the input gradient; a
 /// read-only one is only read (the input gradient is not formed).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
     rot: &Rotation<'_, T>,
@@ -976,7 +974,9 @@ fn tile_rows_fused<T: Real, X: Transposer>(
         let mut cbs = [[Block::identity(); B]; PAIR];
         let mut idxs = [[0usize; B]; PAIR];
         let mut flats = [[T::zero(); 28]; PAIR];
+        let mut scs: [Option<&[T]>; PAIR] = [None; PAIR];
         for (p, b) in pair.clone().enumerate() {
+            scs[p] = rot.scale().map(|s| &s[b * B..b * B + B]);
             let (cb, idx) = first_stages(rot, op, b * B, asc, &offs, step_block);
             for (f, blk) in flats[p].chunks_exact_mut(4).zip(&cb) {
                 f.copy_from_slice(&blk.to_array());
@@ -988,8 +988,7 @@ fn tile_rows_fused<T: Real, X: Transposer>(
         let mut k = 0;
         while k < w8 {
             for (p, b) in pair.clone().enumerate() {
-                let (cb, flat, acc, accs) = (&cbs[p], &flats[p], &mut sums[p], &mut scale_sums[p]);
-                let sc: Option<&[T]> = rot.scale().map(|s| &s[b * B..b * B + B]);
+                let (cb, flat, sc, acc, accs) = (&cbs[p], &flats[p], scs[p], &mut sums[p], &mut scale_sums[p]);
                 let (ys, mut gs, at) = if k < full {
                     (y, g.tail(k * d + b * B), k * d + b * B)
                 } else {

@@ -854,10 +854,8 @@ impl<T> GradRows<'_, T> {
     /// The rows from index `at` on, in the same mode.
     #[inline(always)]
     pub(crate) fn tail(&mut self, at: usize) -> GradRows<'_, T> {
-        match self {
-            Self::Write(s) => GradRows::Write(&mut s[at..]),
-            Self::Read(s) => GradRows::Read(&s[at..]),
-        }
+        let len = self.get().len();
+        self.part(at..len)
     }
 
     /// The entries in `range`, in the same mode.

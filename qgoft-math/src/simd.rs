@@ -120,7 +120,6 @@ pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
 /// otherwise). Its arithmetic is written as separate products and sums,
 /// which are not contracted into FMAs: the result is bitwise that of the
 /// portable build; only the vector width and the transposes change.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn backward<'w, T: Real>(
     k: Kernel,
@@ -315,7 +314,6 @@ mod x86 {
     /// # Safety
     /// The processor must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn backward_avx2<'w, T: Real>(
         rot: &Rotation<'_, T>,
         op: Op,
@@ -330,7 +328,6 @@ mod x86 {
     /// # Safety
     /// The processor must support AVX-512 F and VL, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn backward_avx512<'w, T: Real>(
         rot: &Rotation<'_, T>,
         op: Op,
