@@ -259,7 +259,9 @@ pub fn adapter(data: &[u8]) {
         .iter()
         .map(|&(n, i, o)| GivensLinear::new(Linear::new(n, i, o, true, &mut rng)))
         .collect();
-    match peft::load_adapter(&dir, &mut layers, "fuzz", None) {
+    let loaded = peft::load_adapter(&dir, &mut layers, "fuzz", None);
+    std::fs::remove_dir_all(&dir).expect("remove the temporary directory");
+    match loaded {
         Ok(_) => {
             for (l, d) in layers.iter().zip([4usize, 8]) {
                 let mut g = qgoft_nn::Graph::new();

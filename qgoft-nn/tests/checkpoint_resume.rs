@@ -73,7 +73,7 @@ fn resumes_bit_identically(make_opt: &dyn Fn(&Mlp) -> Box<dyn Optimizer>, tag: &
         .unwrap();
     assert_eq!(stats.iter().map(|s| s.epoch).collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(weights(&mlp3), straight, "resumed weights differ from the uninterrupted run");
-    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_dir_all(path.parent().expect("the checkpoint's directory")).unwrap();
 }
 
 #[test]
@@ -126,5 +126,5 @@ fn mismatched_checkpoints_are_refused() {
     // A zero interval.
     let bad = Checkpointing { every_epochs: 0, ..ckpt };
     assert!(train_classifier_checkpointed(&mlp, &mut opt, &train, None, &config(1, spe), &bad, |_| Ok(None)).is_err());
-    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_dir_all(path.parent().expect("the checkpoint's directory")).unwrap();
 }
