@@ -26,8 +26,9 @@
 //! the compiler vectorises them. Row batches are transposed tile by tile
 //! through a stack buffer of [`TILE_SCRATCH`] scalars (with `std`, rows
 //! longer than `TILE_SCRATCH / 8` and up to 4096 go 8 at a time through a
-//! buffer of 32768 scalars); no heap allocation
-//! happens anywhere in this module.
+//! buffer of 32768 scalars, and rows of the tree longer than that through
+//! one heap buffer per call, sized for 8 to 32 rows of its leaders); no
+//! other heap allocation happens in this module.
 //!
 //! Inputs are checked for NaN and infinity before anything is written: such a
 //! failing call leaves its data untouched. Outputs are checked too, so an
@@ -359,7 +360,7 @@ impl<'a, T: Real> Rotation<'a, T> {
         let fit = (TILE_SCRATCH / d).min(MAX_TILE);
         Ok(if fit >= 8 {
             fit / 8 * 8
-        } else if cfg!(feature = "std") && 8 * d <= crate::kernel::ROWS_BIG {
+        } else if cfg!(feature = "std") && (8 * d <= crate::kernel::ROWS_BIG || crate::kernel::fused_rows_fit(self)) {
             8
         } else {
             fit

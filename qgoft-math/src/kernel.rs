@@ -529,7 +529,7 @@ fn full<M: Arith, T: Real, const W: usize>(
 }
 
 /// Applies `op` to every row of the row-major batch `x`, `tile` rows at a
-/// time transposed through a stack buffer; returns whether every output is
+/// time transposed through a scratch buffer; returns whether every output is
 /// finite.
 #[inline(always)]
 pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
@@ -540,6 +540,9 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     tile: usize,
 ) -> (bool, bool) {
     let d = rot.dim();
+    // Whether a buffer of `s` scalars holds `tile` rows and, where the fused
+    // kernel applies, its table and the leaders of at least 8 rows.
+    let fits = |s: usize| tile * d <= s && (!fused_rows_fit(rot) || fused_rows_tile(d, s) > 0);
     // A batch that goes whole through the fused kernel needs only its
     // coefficient table and leaders: a smaller buffer where the passes keep
     // as many rows, so that less of it is zeroed on every call.
@@ -547,11 +550,13 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let whole_fused = fused_rows_fit(rot) && (x.len() / d).is_multiple_of(ROW_BLOCK);
     let small = if whole_fused { fused_rows_tile(d, ROWS_SMALL) } else { 0 };
     if TILE_SCRATCH > ROWS_SMALL && small > 0 && small == fused_rows_tile(d, TILE_SCRATCH) {
-        rows_in::<M, X, T, WT, WC, ROWS_SMALL>(rot, op, src, x, tile)
-    } else if tile * d > TILE_SCRATCH {
-        rows_in::<M, X, T, WT, WC, ROWS_BIG>(rot, op, src, x, tile)
+        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); ROWS_SMALL])
+    } else if fits(TILE_SCRATCH) {
+        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); TILE_SCRATCH])
+    } else if cfg!(feature = "std") && fits(ROWS_BIG) {
+        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); ROWS_BIG])
     } else {
-        rows_in::<M, X, T, WT, WC, TILE_SCRATCH>(rot, op, src, x, tile)
+        rows_heap::<M, X, T, WT, WC>(rot, op, src, x, tile)
     }
 }
 
@@ -565,8 +570,17 @@ const ROWS_SMALL: usize = 4096;
 /// transposes and register chunks.
 pub(crate) const ROWS_BIG: usize = 8 * 4096;
 
+/// Leaders per pass that [`rows_heap`] sizes its buffer for: those of 32
+/// rows of `d = 4096`, as [`ROWS_BIG`] holds.
+const HEAP_LEADERS: usize = 32 * 512;
+
+/// [`rows`] through a buffer on the heap, for rows longer than the stack
+/// buffers take (`d > 4096`, with `std`): room for `tile` rows and for the
+/// fused kernel's table and the leaders of up to [`HEAP_LEADERS`] / `(d / 8)`
+/// rows (at least 8).
+#[cfg(feature = "std")]
 #[inline(always)]
-fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, const S: usize>(
+fn rows_heap<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
     src: Option<&[T]>,
@@ -574,16 +588,52 @@ fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, c
     tile: usize,
 ) -> (bool, bool) {
     let d = rot.dim();
+    let q = d / ROW_BLOCK;
+    let fused = if fused_rows_fit(rot) {
+        let w = (HEAP_LEADERS / q / ROW_BLOCK * ROW_BLOCK).clamp(ROW_BLOCK, MAX_FUSED_ROWS);
+        first_table_len(d) + q * w
+    } else {
+        0
+    };
+    let mut scratch = alloc::vec![T::zero(); fused.max(tile * d)];
+    rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut scratch)
+}
+
+/// Without `std` (small stacks, and no allocation in a call), tiles never
+/// outgrow [`TILE_SCRATCH`] (see `Rotation::row_tile`), and the tiled kernel
+/// takes rows too long for the fused one.
+#[cfg(not(feature = "std"))]
+#[inline(always)]
+fn rows_heap<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    src: Option<&[T]>,
+    x: &mut [T],
+    tile: usize,
+) -> (bool, bool) {
+    rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); TILE_SCRATCH])
+}
+
+/// [`rows`] with `scratch` (at least `tile` rows; the fused kernel runs if
+/// it also holds its table and the leaders of 8 rows).
+#[inline(always)]
+fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    src: Option<&[T]>,
+    x: &mut [T],
+    tile: usize,
+    scratch: &mut [T],
+) -> (bool, bool) {
+    let d = rot.dim();
     let n = x.len() / d;
     let (mut input_ok, mut finite) = (true, true);
-    let mut scratch = [T::zero(); S];
     let mut r0 = 0;
     // Whole groups of 8 rows of the tree in one pass (the buffer holds only
     // the blocks' leaders there: up to 64 rows at a time).
-    if fused_rows_fit(rot) && fused_rows_tile(d, S) > 0 {
+    if fused_rows_fit(rot) && fused_rows_tile(d, scratch.len()) > 0 {
         r0 = n / ROW_BLOCK * ROW_BLOCK;
-        let (i, o) =
-            tree_rows_fused::<M, X, T, WT, WC>(rot, op, src.map(|s| &s[..r0 * d]), &mut x[..r0 * d], &mut scratch);
+        let (i, o) = tree_rows_fused::<M, X, T, WT, WC>(rot, op, src.map(|s| &s[..r0 * d]), &mut x[..r0 * d], scratch);
         input_ok &= i;
         finite &= o;
     }
@@ -1403,7 +1453,19 @@ mod tests {
                 }
             }
         }
-        for (d, n) in [(8, 8), (16, 24), (24, 17), (64, 64), (128, 72), (136, 9), (768, 20), (2048, 16), (4096, 8)] {
+        for (d, n) in [
+            (8, 8),
+            (16, 24),
+            (24, 17),
+            (64, 64),
+            (128, 72),
+            (136, 9),
+            (768, 20),
+            (2048, 16),
+            (4096, 8),
+            (4104, 9),
+            (5120, 9),
+        ] {
             for (quasi, scaled) in [(false, false), (false, true), (true, false), (true, true)] {
                 check::<f32>(d, n, quasi, scaled, (d * n) as u64);
                 check::<f64>(d, n, quasi, scaled, (d + n) as u64);
