@@ -27,7 +27,7 @@
 //! through a stack buffer of [`TILE_SCRATCH`] scalars (with `std`, rows
 //! longer than `TILE_SCRATCH / 8` and up to 4096 go 8 at a time through a
 //! buffer of 32768 scalars, and rows of the tree longer than that through
-//! one heap buffer per call, sized for 8 to 32 rows of its leaders); no
+//! one heap buffer per call, sized for at least 8 rows of its leaders); no
 //! other heap allocation happens in this module.
 //!
 //! Inputs are checked for NaN and infinity before anything is written: such a

@@ -798,6 +798,14 @@ pub(crate) fn table_blocks<T: Real>(t: &[T]) -> [Block<T>; ROW_BLOCK] {
 /// kernel, before the pass for the descending operators, after it for the
 /// ascending ones. Every rotation is evaluated as in [`run`] (bitwise the
 /// same results). Returns whether every output is finite.
+///
+/// Out of place with `f32`, two blocks share each row's 64-byte line, and
+/// rows a multiple of 4 KiB apart fall into one set of the first-level
+/// cache: the 8 destination lines that one block's stores bring in evict
+/// the 8 source lines that the next block reads. The blocks then go in
+/// pairs: the first one's result into a stash on the stack, the second one
+/// straight into the rows, then the stash into its rows, so each source
+/// line is loaded once.
 #[inline(always)]
 fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
@@ -816,6 +824,9 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let sub = rot.sub_tree(3);
     let asc = op.ascending();
     let inverts = op.inverts();
+    // Out of place, with two blocks to a 64-byte line, the blocks go in
+    // pairs (see the doc).
+    let paired = src.is_some() && 2 * B * core::mem::size_of::<T>() <= 64;
     let (mut input_ok, mut finite) = (true, true);
     let mut r0 = 0;
     while r0 < n {
@@ -829,45 +840,44 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         }
         let mut k = 0;
         while k < w {
-            for (b, t) in table.chunks_exact(28).enumerate() {
+            let mut b = 0;
+            while b < q {
+                let t = &table[28 * b..];
                 let at = k * d + b * B;
-                let lk = b * w + k..b * w + k + B;
-                let sc: Option<&[T; B]> = rot.scale().map(|s| s[b * B..b * B + B].try_into().expect("8 scales"));
-                if M::FUSED
-                    && X::tree8(
+                let f = (&mut input_ok, &mut finite);
+                if paired && b + 1 < q {
+                    // Block `b` into the stash, block `b + 1` in place, then
+                    // the stash out: the rows' lines are read once (see the
+                    // doc).
+                    let from = from.map(|s| (&s[at..], d));
+                    let (lk, ln) = (b * w + k, (b + 1) * w + k);
+                    let sc = rot.scale().map(|s| &s[b * B..b * B + 2 * B]);
+                    let mut stash = [[T::zero(); B]; B];
+                    let (s0, s1) = sc.map_or((None, None), |s| (Some(&s[..B]), Some(&s[B..])));
+                    fused_block::<M, X, T>(asc, inverts, from, stash.as_flattened_mut(), B, t, s0, &mut lead[lk..], f);
+                    let f = (&mut input_ok, &mut finite);
+                    let from = from.map(|(s, ss)| (&s[B..], ss));
+                    fused_block::<M, X, T>(
                         asc,
-                        from.map(|f| &f[at..]),
-                        &mut rows[at..],
-                        d,
-                        t,
-                        sc,
                         inverts,
-                        &mut lead[lk.clone()],
-                        (&mut input_ok, &mut finite),
-                    )
-                {
-                    continue;
-                }
-                let cb = table_blocks(t);
-                let mut v = load_block::<X, T>(from.map_or(&rows[at..], |f| &f[at..]), d);
-                if from.is_some() {
-                    input_ok &= all_finite(v.as_flattened());
-                }
-                if asc {
-                    if let Some(sc) = sc {
-                        scale_block(&mut v, sc, inverts);
+                        from,
+                        &mut rows[at + B..],
+                        d,
+                        &t[28..],
+                        s1,
+                        &mut lead[ln..],
+                        f,
+                    );
+                    for (l, v) in stash.iter().enumerate() {
+                        rows[at + l * d..at + l * d + B].copy_from_slice(v);
                     }
-                    tree_block::<M, T, B, B, true>(&mut v, &cb);
-                    lead[lk].copy_from_slice(&v[0]);
+                    b += 2;
                 } else {
-                    v[0].copy_from_slice(&lead[lk]);
-                    tree_block::<M, T, B, B, false>(&mut v, &cb);
-                    if let Some(sc) = sc {
-                        scale_block(&mut v, sc, inverts);
-                    }
+                    let sc = rot.scale().map(|s| &s[b * B..b * B + B]);
+                    let from = from.map(|s| (&s[at..], d));
+                    fused_block::<M, X, T>(asc, inverts, from, &mut rows[at..], d, t, sc, &mut lead[b * w + k..], f);
+                    b += 1;
                 }
-                finite &= all_finite(v.as_flattened());
-                store_block::<X, T>(&v, &mut rows[at..], d);
             }
             k += B;
         }
@@ -879,6 +889,55 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         r0 += w;
     }
     (input_ok, finite)
+}
+
+/// One 8 x 8 block of [`tree_rows_fused`]: rows `l < 8`, coordinates
+/// `a < 8` of `src` (with its row stride; `dst` itself if `None`) into `dst`
+/// (row stride `ds`), the first three stages from the table entry `t`, the
+/// scaling `sc`; the leaders to or from `lead` (see [`Transposer::tree8`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fused_block<M: Arith, X: Transposer, T: Real>(
+    asc: bool,
+    inverts: bool,
+    src: Option<(&[T], usize)>,
+    dst: &mut [T],
+    ds: usize,
+    t: &[T],
+    sc: Option<&[T]>,
+    lead: &mut [T],
+    finite: (&mut bool, &mut bool),
+) {
+    const B: usize = ROW_BLOCK;
+    let sc: Option<&[T; B]> = sc.map(|s| s.try_into().expect("8 scales"));
+    if M::FUSED && X::tree8(asc, src, dst, ds, t, sc, inverts, &mut *lead, (&mut *finite.0, &mut *finite.1)) {
+        return;
+    }
+    let cb = table_blocks(t);
+    let mut v = match src {
+        Some((s, ss)) => {
+            let v = load_block::<X, T>(s, ss);
+            *finite.0 &= all_finite(v.as_flattened());
+            v
+        }
+        None => load_block::<X, T>(dst, ds),
+    };
+    let lead = &mut lead[..B];
+    if asc {
+        if let Some(sc) = sc {
+            scale_block(&mut v, sc, inverts);
+        }
+        tree_block::<M, T, B, B, true>(&mut v, &cb);
+        lead.copy_from_slice(&v[0]);
+    } else {
+        v[0].copy_from_slice(lead);
+        tree_block::<M, T, B, B, false>(&mut v, &cb);
+        if let Some(sc) = sc {
+            scale_block(&mut v, sc, inverts);
+        }
+    }
+    *finite.1 &= all_finite(v.as_flattened());
+    store_block::<X, T>(&v, dst, ds);
 }
 
 /// The gradient rows a register block of the strict backward reads: carried
@@ -958,16 +1017,18 @@ pub(crate) trait Transposer {
     fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool;
 
     /// One register block of [`tree_rows_fused`] with fused multiply-adds:
-    /// rows `l < 8`, coordinates `a < 8` of `rows` (row stride `ld`), the
-    /// first three stages `cb` in stage order (`asc`) after the scaling
-    /// `sc`, the leaders written to `lead`; or, descending, the leaders read
-    /// from `lead`, the stages, then the scaling. Clears `finite` if an
-    /// output is not finite. `false` if not handled (nothing is touched).
+    /// rows `l < 8`, coordinates `a < 8` of `src` (with its row stride; or
+    /// of `rows` if `None`) into `rows` (row stride `ld`), the first three
+    /// stages `cb` in stage order (`asc`) after the scaling `sc`, the
+    /// leaders written to `lead`; or, descending, the leaders read from
+    /// `lead`, the stages, then the scaling. Clears `finite.0` if an input
+    /// from `src` is not finite, `finite.1` if an output is not. `false` if
+    /// not handled (nothing is touched).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn tree8<T: Real>(
         _asc: bool,
-        _src: Option<&[T]>,
+        _src: Option<(&[T], usize)>,
         _rows: &mut [T],
         _ld: usize,
         _cb: &[T],
@@ -1492,7 +1553,12 @@ mod tests {
             let bl = alloc::vec![Block::<f32>::identity(); d - 1];
             for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
                 let rot = Rotation::strict(layout, d, &bl, None).expect("rotation").with_kernel(k).expect("k");
-                for (bad, at) in [(f32::NAN, d * 20 + 5), (f32::INFINITY, d * 36 + 1), (f32::NEG_INFINITY, 0)] {
+                for (bad, at) in [
+                    (f32::NAN, d * 20 + 5),
+                    (f32::NAN, d * 9 + 12),
+                    (f32::INFINITY, d * 36 + 1),
+                    (f32::NEG_INFINITY, 0),
+                ] {
                     let mut x = alloc::vec![1.0f32; d * 37];
                     x[at] = bad;
                     let x0 = x.clone();

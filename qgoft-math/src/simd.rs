@@ -347,7 +347,7 @@ mod x86 {
         #[inline(always)]
         fn tree8<T: Real>(
             asc: bool,
-            src: Option<&[T]>,
+            src: Option<(&[T], usize)>,
             rows: &mut [T],
             ld: usize,
             cb: &[T],
@@ -361,21 +361,22 @@ mod x86 {
             }
             // Bounds checked here, once: every access below is inside.
             let (rows, lead) = (&mut rows[..7 * ld + 8], &mut lead[..8]);
-            let src = src.map(|s| &s[..7 * ld + 8]);
+            let src = src.map(|(s, ss)| (&s[..7 * ss + 8], ss));
             let cb: &[T; 28] = cb[..28].try_into().expect("7 blocks");
             let cb: &[f32; 28] = cast_ref(cb);
             let sc: Option<&[f32; 8]> = sc.map(cast_ref);
             let (p, l) = (rows.as_mut_ptr().cast::<f32>(), lead.as_mut_ptr().cast::<f32>());
-            let from = src.map_or(p.cast_const(), |s| s.as_ptr().cast::<f32>());
+            let (from, ss) = src.map_or((p.cast_const(), ld), |(s, ss)| (s.as_ptr().cast::<f32>(), ss));
             // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
-            // `rows` (and `src`) cover `l * ld + a` and `lead` 8 values for
-            // `l, a < 8`; AVX2 and FMA are present (see the struct's note).
+            // `src` covers `l * ss + a`, `rows` `l * ld + a` and `lead` 8
+            // values for `l, a < 8`; AVX2 and FMA are present (see the
+            // struct's note).
             let (i, o) = unsafe {
                 match (asc, src.is_some()) {
-                    (true, true) => tree8_f32::<true, true>(from, p, ld, cb, sc, inverts, l),
-                    (true, false) => tree8_f32::<true, false>(from, p, ld, cb, sc, inverts, l),
-                    (false, true) => tree8_f32::<false, true>(from, p, ld, cb, sc, inverts, l),
-                    (false, false) => tree8_f32::<false, false>(from, p, ld, cb, sc, inverts, l),
+                    (true, true) => tree8_f32::<true, true>(from, ss, p, ld, cb, sc, inverts, l),
+                    (true, false) => tree8_f32::<true, false>(from, ss, p, ld, cb, sc, inverts, l),
+                    (false, true) => tree8_f32::<false, true>(from, ss, p, ld, cb, sc, inverts, l),
+                    (false, false) => tree8_f32::<false, false>(from, ss, p, ld, cb, sc, inverts, l),
                 }
             };
             *finite.0 &= i;
@@ -606,12 +607,14 @@ mod x86 {
     /// and every output is finite.
     ///
     /// # Safety
-    /// AVX2 and FMA; `src` readable and `p` writable at `l * ld + a`,
-    /// `lead` readable and writable at `a`, for `l, a < 8`.
+    /// AVX2 and FMA; `src` readable at `l * ss + a`, `p` writable at
+    /// `l * ld + a`, `lead` readable and writable at `a`, for `l, a < 8`.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tree8_f32<const ASC: bool, const CHECK: bool>(
         src: *const f32,
+        ss: usize,
         p: *mut f32,
         ld: usize,
         cb: &[f32; 28],
@@ -619,7 +622,7 @@ mod x86 {
         inverts: bool,
         lead: *mut f32,
     ) -> (bool, bool) {
-        let mut v = load_t8(src, ld);
+        let mut v = load_t8(src, ss);
         let input_ok = !CHECK || finite8(&v);
         if ASC {
             scale8(&mut v, sc, inverts);
