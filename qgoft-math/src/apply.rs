@@ -25,10 +25,11 @@
 //! tile while it is in cache; the inner loops run across the tile's lanes, so
 //! the compiler vectorises them. Row batches are transposed tile by tile
 //! through a stack buffer of [`TILE_SCRATCH`] scalars (with `std`, rows
-//! longer than `TILE_SCRATCH / 8` and up to 4096 go 8 at a time through a
-//! buffer of 32768 scalars, and rows of the tree longer than that through
-//! one heap buffer per call, sized for at least 8 rows of its leaders); no
-//! other heap allocation happens in this module.
+//! longer than `TILE_SCRATCH / 8` go 8 at a time through a buffer of 32768
+//! scalars where it holds them: up to d = 4096, and d = 7280 for the
+//! tree; longer rows of the tree go through one heap buffer per call,
+//! sized for at least 8 rows of its leaders); no other heap allocation
+//! happens in this module.
 //!
 //! Inputs are checked for NaN and infinity before anything is written: such a
 //! failing call leaves its data untouched. Outputs are checked too, so an

@@ -572,6 +572,7 @@ pub(crate) const ROWS_BIG: usize = 8 * 4096;
 
 /// Leaders per pass that [`rows_heap`] sizes its buffer for: those of 32
 /// rows of `d = 4096`, as [`ROWS_BIG`] holds.
+#[cfg(feature = "std")]
 const HEAP_LEADERS: usize = 32 * 512;
 
 /// [`rows`] through a buffer on the heap, for rows longer than the stack
