@@ -801,12 +801,13 @@ pub(crate) fn table_blocks<T: Real>(t: &[T]) -> [Block<T>; ROW_BLOCK] {
 /// same results). Returns whether every output is finite.
 ///
 /// Out of place with `f32`, two blocks share each row's 64-byte line, and
-/// rows a multiple of 4 KiB apart fall into one set of the first-level
-/// cache: the 8 destination lines that one block's stores bring in evict
-/// the 8 source lines that the next block reads. The blocks then go in
-/// pairs: the first one's result into a stash on the stack, the second one
-/// straight into the rows, then the stash into its rows, so each source
-/// line is loaded once.
+/// rows a multiple of 2 KiB or 4 KiB apart fall into one or two sets of the
+/// first-level cache ([`row_sets`]): the 8 destination lines that one
+/// block's stores bring in evict the 8 source lines that the next block
+/// reads. The blocks then go in pairs: the first one's result into a stash
+/// on the stack, the second one straight into the rows, then the stash into
+/// its rows, so each source line is loaded once. (Where the rows spread over
+/// more sets, the stash's copies cost more than they save.)
 #[inline(always)]
 fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
@@ -825,9 +826,9 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let sub = rot.sub_tree(3);
     let asc = op.ascending();
     let inverts = op.inverts();
-    // Out of place, with two blocks to a 64-byte line, the blocks go in
-    // pairs (see the doc).
-    let paired = src.is_some() && 2 * B * core::mem::size_of::<T>() <= 64;
+    // Out of place, with two blocks to a 64-byte line and rows that share
+    // cache sets, the blocks go in pairs (see the doc).
+    let paired = src.is_some() && 2 * B * core::mem::size_of::<T>() <= 64 && row_sets::<T>(d) <= 2;
     let (mut input_ok, mut finite) = (true, true);
     let mut r0 = 0;
     while r0 < n {
@@ -890,6 +891,19 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         r0 += w;
     }
     (input_ok, finite)
+}
+
+/// Sets of a first-level cache of 64 sets of 64-byte lines (4 KiB apart
+/// repeat the same set, as on current x86 cores) that the same column of 8
+/// consecutive rows of `d` scalars falls into.
+#[inline(always)]
+fn row_sets<T>(d: usize) -> u32 {
+    let stride = d * core::mem::size_of::<T>();
+    let mut sets = 0u64;
+    for r in 0..ROW_BLOCK {
+        sets |= 1 << (r * stride % 4096 / 64);
+    }
+    sets.count_ones()
 }
 
 /// One 8 x 8 block of [`tree_rows_fused`]: rows `l < 8`, coordinates
@@ -1536,6 +1550,18 @@ mod tests {
     }
 
     #[test]
+    fn rows_fall_into_the_sets_of_their_stride() {
+        assert_eq!(super::row_sets::<f32>(1024), 1);
+        assert_eq!(super::row_sets::<f32>(5120), 1);
+        assert_eq!(super::row_sets::<f32>(512), 2);
+        assert_eq!(super::row_sets::<f32>(768), 4);
+        assert_eq!(super::row_sets::<f32>(4104), 4);
+        assert_eq!(super::row_sets::<f32>(128), 8);
+        assert_eq!(super::row_sets::<f64>(512), 1);
+        assert_eq!(super::row_sets::<f64>(8), 8);
+    }
+
+    #[test]
     fn unavailable_kernel_is_an_error() {
         let bl = [Block::<f64>::identity(); 3];
         let rot = Rotation::strict(Layout::Tree, 4, &bl, None).expect("rotation");
@@ -1550,7 +1576,8 @@ mod tests {
     /// fused path (d = 64) and the others (d = 60, the chain).
     #[test]
     fn non_finite_input_into_is_reported_and_input_kept() {
-        for (layout, d) in [(Layout::Tree, 64), (Layout::Tree, 60), (Layout::Chain, 64)] {
+        // d = 512: rows 2 KiB apart, the paired blocks.
+        for (layout, d) in [(Layout::Tree, 64), (Layout::Tree, 512), (Layout::Tree, 60), (Layout::Chain, 64)] {
             let bl = alloc::vec![Block::<f32>::identity(); d - 1];
             for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
                 let rot = Rotation::strict(layout, d, &bl, None).expect("rotation").with_kernel(k).expect("k");
