@@ -556,7 +556,14 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     } else if cfg!(feature = "std") && fits(ROWS_BIG) {
         rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); ROWS_BIG])
     } else {
-        rows_heap::<M, X, T, WT, WC>(rot, op, src, x, tile)
+        // Without `std` (small stacks, and no allocation in a call), tiles
+        // never outgrow `TILE_SCRATCH` (see `Rotation::row_tile`), and the
+        // tiled kernel takes rows too long for the fused one.
+        #[cfg(not(feature = "std"))]
+        let scratch = &mut [T::zero(); TILE_SCRATCH];
+        #[cfg(feature = "std")]
+        let scratch = &mut alloc::vec![T::zero(); heap_len(rot, tile)];
+        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, scratch)
     }
 }
 
@@ -575,19 +582,13 @@ pub(crate) const ROWS_BIG: usize = 8 * 4096;
 #[cfg(feature = "std")]
 const HEAP_LEADERS: usize = 32 * 512;
 
-/// [`rows`] through a buffer on the heap, for rows longer than the stack
+/// Scalars of the heap buffer of [`rows`] for rows longer than the stack
 /// buffers take (`d > 4096`, with `std`): room for `tile` rows and for the
 /// fused kernel's table and the leaders of up to [`HEAP_LEADERS`] / `(d / 8)`
 /// rows (at least 8).
 #[cfg(feature = "std")]
 #[inline(always)]
-fn rows_heap<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
-    rot: &Rotation<'_, T>,
-    op: Op,
-    src: Option<&[T]>,
-    x: &mut [T],
-    tile: usize,
-) -> (bool, bool) {
+fn heap_len<T: Real>(rot: &Rotation<'_, T>, tile: usize) -> usize {
     let d = rot.dim();
     let q = d / ROW_BLOCK;
     let fused = if fused_rows_fit(rot) {
@@ -596,23 +597,7 @@ fn rows_heap<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>
     } else {
         0
     };
-    let mut scratch = alloc::vec![T::zero(); fused.max(tile * d)];
-    rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut scratch)
-}
-
-/// Without `std` (small stacks, and no allocation in a call), tiles never
-/// outgrow [`TILE_SCRATCH`] (see `Rotation::row_tile`), and the tiled kernel
-/// takes rows too long for the fused one.
-#[cfg(not(feature = "std"))]
-#[inline(always)]
-fn rows_heap<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
-    rot: &Rotation<'_, T>,
-    op: Op,
-    src: Option<&[T]>,
-    x: &mut [T],
-    tile: usize,
-) -> (bool, bool) {
-    rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); TILE_SCRATCH])
+    fused.max(tile * d)
 }
 
 /// [`rows`] with `scratch` (at least `tile` rows; the fused kernel runs if
