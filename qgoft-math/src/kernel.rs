@@ -577,7 +577,7 @@ const ROWS_SMALL: usize = 4096;
 /// transposes and register chunks.
 pub(crate) const ROWS_BIG: usize = 8 * 4096;
 
-/// Leaders per pass that [`rows_heap`] sizes its buffer for: those of 32
+/// Leaders per pass that [`heap_len`] sizes the buffer for: those of 32
 /// rows of `d = 4096`, as [`ROWS_BIG`] holds.
 #[cfg(feature = "std")]
 const HEAP_LEADERS: usize = 32 * 512;
