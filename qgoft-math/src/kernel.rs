@@ -528,48 +528,58 @@ fn full<M: Arith, T: Real, const W: usize>(
     }
 }
 
-/// Applies `op` to every row of the row-major batch `x`, `tile` rows at a
-/// time transposed through a scratch buffer; returns whether every output is
-/// finite.
-#[inline(always)]
-pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
-    rot: &Rotation<'_, T>,
-    op: Op,
-    src: Option<&[T]>,
-    x: &mut [T],
-    tile: usize,
-) -> (bool, bool) {
+/// The scratch buffer that [`rows`] takes for a batch of `len` scalars in
+/// tiles of `tile` rows: the first that holds `tile` rows and, where the
+/// fused kernel applies, its table and the leaders of at least 8 rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowScratch {
+    /// [`ROWS_SMALL`] scalars on the stack.
+    Small,
+    /// [`TILE_SCRATCH`] scalars on the stack.
+    Tile,
+    /// [`ROWS_BIG`] scalars on the stack.
+    #[cfg(feature = "std")]
+    Big,
+    /// This many scalars on the heap.
+    #[cfg(feature = "std")]
+    Heap(usize),
+}
+
+/// Chooses [`rows`]'s buffer (see [`RowScratch`]). The caller declares it,
+/// so that the kernel, inlined into each instruction set's wrapper, is
+/// compiled once for all four buffers.
+#[inline]
+pub(crate) fn row_scratch<T: Real>(rot: &Rotation<'_, T>, len: usize, tile: usize) -> RowScratch {
     let d = rot.dim();
-    // Whether a buffer of `s` scalars holds `tile` rows and, where the fused
-    // kernel applies, its table and the leaders of at least 8 rows.
     let fits = |s: usize| tile * d <= s && (!fused_rows_fit(rot) || fused_rows_tile(d, s) > 0);
     // A batch that goes whole through the fused kernel needs only its
     // coefficient table and leaders: a smaller buffer where the passes keep
     // as many rows, so that less of it is zeroed on every call.
     // (A fused tile of 0 rows means the fused kernel does not run at all.)
-    let whole_fused = fused_rows_fit(rot) && (x.len() / d).is_multiple_of(ROW_BLOCK);
+    let whole_fused = fused_rows_fit(rot) && (len / d).is_multiple_of(ROW_BLOCK);
     let small = if whole_fused { fused_rows_tile(d, ROWS_SMALL) } else { 0 };
     if TILE_SCRATCH > ROWS_SMALL && small > 0 && small == fused_rows_tile(d, TILE_SCRATCH) {
-        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); ROWS_SMALL])
-    } else if fits(TILE_SCRATCH) {
-        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); TILE_SCRATCH])
-    } else if cfg!(feature = "std") && fits(ROWS_BIG) {
-        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, &mut [T::zero(); ROWS_BIG])
-    } else {
-        // Without `std` (small stacks, and no allocation in a call), tiles
-        // never outgrow `TILE_SCRATCH` (see `Rotation::row_tile`), and the
-        // tiled kernel takes rows too long for the fused one.
-        #[cfg(not(feature = "std"))]
-        let scratch = &mut [T::zero(); TILE_SCRATCH];
-        #[cfg(feature = "std")]
-        let scratch = &mut alloc::vec![T::zero(); heap_len(rot, tile)];
-        rows_in::<M, X, T, WT, WC>(rot, op, src, x, tile, scratch)
+        return RowScratch::Small;
     }
+    if fits(TILE_SCRATCH) {
+        return RowScratch::Tile;
+    }
+    // Without `std` (small stacks, and no allocation in a call), tiles never
+    // outgrow `TILE_SCRATCH` (see `Rotation::row_tile`), and the tiled
+    // kernel takes rows too long for the fused one.
+    #[cfg(feature = "std")]
+    if fits(ROWS_BIG) {
+        return RowScratch::Big;
+    }
+    #[cfg(feature = "std")]
+    return RowScratch::Heap(heap_len(rot, tile));
+    #[cfg(not(feature = "std"))]
+    RowScratch::Tile
 }
 
 /// Scalars of the stack buffer of [`rows`] for batches that the fused
 /// kernel takes whole, when that leaves its passes as many rows.
-const ROWS_SMALL: usize = 4096;
+pub(crate) const ROWS_SMALL: usize = 4096;
 
 /// Scalars of the stack buffer for rows too long for 8 of them to fit in
 /// [`TILE_SCRATCH`] (with `std` only: 128 KiB of `f32`, 256 KiB of `f64`),
@@ -600,10 +610,13 @@ fn heap_len<T: Real>(rot: &Rotation<'_, T>, tile: usize) -> usize {
     fused.max(tile * d)
 }
 
-/// [`rows`] with `scratch` (at least `tile` rows; the fused kernel runs if
-/// it also holds its table and the leaders of 8 rows).
+/// Applies `op` to every row of the row-major batch `x` (read from `src`
+/// when given), `tile` rows at a time transposed through `scratch` (at least
+/// `tile` rows; the fused kernel runs if it also holds its table and the
+/// leaders of 8 rows, see [`row_scratch`]); returns whether every input read
+/// from `src` and whether every output is finite.
 #[inline(always)]
-fn rows_in<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
+pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
     src: Option<&[T]>,
@@ -1192,8 +1205,9 @@ pub(crate) fn rows_portable<T: Real>(
     src: Option<&[T]>,
     x: &mut [T],
     tile: usize,
+    scratch: &mut [T],
 ) -> (bool, bool) {
-    rows::<Plain, ByElement, T, 8, 16>(rot, op, src, x, tile)
+    rows::<Plain, ByElement, T, 8, 16>(rot, op, src, x, tile, scratch)
 }
 
 /// The portable kernel.

@@ -9,12 +9,18 @@ use num_traits::{Float, FloatConst};
 
 /// A real floating-point scalar the crate computes with (`f32` or `f64`).
 ///
+/// The trait is sealed: it is implemented for `f32` and `f64` only, and its
+/// supertrait, which carries the kernels' entry points for each of the two,
+/// cannot be named outside the crate.
+///
 /// ```
 /// use qgoft_math::Real;
 /// assert_eq!(<f32 as Real>::UNIT_ROUNDOFF, 2f32.powi(-24));
 /// assert_eq!(<f64 as Real>::from_f64(0.5), 0.5);
 /// ```
-pub trait Real: Float + FloatConst + Copy + Debug + Display + Default + Send + Sync + 'static {
+pub trait Real:
+    crate::simd::Dispatch + Float + FloatConst + Copy + Debug + Display + Default + Send + Sync + 'static
+{
     /// Unit roundoff `u`: `2^-24` for `f32`, `2^-53` for `f64`.
     const UNIT_ROUNDOFF: Self;
     /// The constant `2^s + 1` of Dekker's exact splitting of a product.

@@ -38,8 +38,123 @@ pub(crate) fn available(k: Kernel) -> bool {
     k == Kernel::Portable
 }
 
-/// Applies `op` to the tile with kernel `k` (the portable one if `k` cannot
-/// run here).
+/// The kernels' entry points for one scalar type, a supertrait of [`Real`]
+/// implemented for `f32` and `f64` only (the trait cannot be named outside
+/// the crate, which seals [`Real`]).
+///
+/// Each method is an ordinary, non-generic function of this crate. The
+/// kernels behind it are generic and inlined into one wrapper per
+/// instruction set; were they reached through generic functions, every
+/// crate that calls them would compile all of them again for its own use.
+/// Through this trait they are compiled once, here, for each of the two
+/// scalars.
+// Some arguments are of crate-private types: nothing outside the crate can
+// name the trait, build those arguments, or implement it.
+#[allow(private_interfaces)]
+pub trait Dispatch: Sized {
+    /// [`run_any`] for this scalar.
+    fn run(k: Kernel, rot: &Rotation<'_, Self>, op: Op, data: &mut [Self], ld: usize, base: usize, tw: usize);
+    /// [`rows_any`] for this scalar.
+    fn rows(
+        k: Kernel,
+        rot: &Rotation<'_, Self>,
+        op: Op,
+        src: Option<&[Self]>,
+        x: &mut [Self],
+        tile: usize,
+    ) -> (bool, bool);
+    /// [`all_finite_any`] for this scalar.
+    fn all_finite(k: Kernel, xs: &[Self]) -> bool;
+    /// [`backward_any`] for this scalar.
+    fn backward<'w>(
+        k: Kernel,
+        rot: &Rotation<'_, Self>,
+        op: Op,
+        saved: Saved<'_, Self>,
+        dy: GradRows<'_, Self>,
+        work: &'w mut [Self],
+        geo: &Geometry,
+    ) -> &'w [Self];
+    /// [`decompose_any`] for this scalar.
+    fn decompose(
+        layout: crate::Layout,
+        q: &[Self],
+        d: usize,
+        storage: crate::decompose::Storage,
+        opts: &crate::decompose::DecomposeOptions<Self>,
+        angles: &mut [Self],
+        work: &mut [Self],
+    ) -> crate::Result<crate::decompose::DecomposeInfo<Self>>;
+    /// [`rebuild_any`] for this scalar.
+    fn rebuild(
+        layout: crate::Layout,
+        angles: &[Self],
+        d: usize,
+        storage: crate::decompose::Storage,
+        out: &mut [Self],
+        work: &mut [Self],
+    ) -> crate::Result<()>;
+}
+
+macro_rules! dispatch_for {
+    ($t:ty) => {
+        #[allow(private_interfaces)]
+        impl Dispatch for $t {
+            fn run(k: Kernel, rot: &Rotation<'_, $t>, op: Op, data: &mut [$t], ld: usize, base: usize, tw: usize) {
+                run_any(k, rot, op, data, ld, base, tw)
+            }
+            fn rows(
+                k: Kernel,
+                rot: &Rotation<'_, $t>,
+                op: Op,
+                src: Option<&[$t]>,
+                x: &mut [$t],
+                tile: usize,
+            ) -> (bool, bool) {
+                rows_any(k, rot, op, src, x, tile)
+            }
+            fn all_finite(k: Kernel, xs: &[$t]) -> bool {
+                all_finite_any(k, xs)
+            }
+            fn backward<'w>(
+                k: Kernel,
+                rot: &Rotation<'_, $t>,
+                op: Op,
+                saved: Saved<'_, $t>,
+                dy: GradRows<'_, $t>,
+                work: &'w mut [$t],
+                geo: &Geometry,
+            ) -> &'w [$t] {
+                backward_any(k, rot, op, saved, dy, work, geo)
+            }
+            fn decompose(
+                layout: crate::Layout,
+                q: &[$t],
+                d: usize,
+                storage: crate::decompose::Storage,
+                opts: &crate::decompose::DecomposeOptions<$t>,
+                angles: &mut [$t],
+                work: &mut [$t],
+            ) -> crate::Result<crate::decompose::DecomposeInfo<$t>> {
+                decompose_any(layout, q, d, storage, opts, angles, work)
+            }
+            fn rebuild(
+                layout: crate::Layout,
+                angles: &[$t],
+                d: usize,
+                storage: crate::decompose::Storage,
+                out: &mut [$t],
+                work: &mut [$t],
+            ) -> crate::Result<()> {
+                rebuild_any(layout, angles, d, storage, out, work)
+            }
+        }
+    };
+}
+dispatch_for!(f32);
+dispatch_for!(f64);
+
+/// Applies `op` to the tile with kernel `k` (see [`run_any`]).
 #[inline]
 pub(crate) fn run<T: Real>(
     k: Kernel,
@@ -50,6 +165,72 @@ pub(crate) fn run<T: Real>(
     base: usize,
     tw: usize,
 ) {
+    T::run(k, rot, op, data, ld, base, tw)
+}
+
+/// Applies `op` to rows with kernel `k` (see [`rows_any`]).
+#[inline]
+pub(crate) fn rows<T: Real>(
+    k: Kernel,
+    rot: &Rotation<'_, T>,
+    op: Op,
+    src: Option<&[T]>,
+    x: &mut [T],
+    tile: usize,
+) -> (bool, bool) {
+    T::rows(k, rot, op, src, x, tile)
+}
+
+/// Whether every entry of `xs` is finite (see [`all_finite_any`]).
+#[inline]
+pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
+    T::all_finite(k, xs)
+}
+
+/// The backward over all tiles (see [`backward_any`]).
+#[inline]
+pub(crate) fn backward<'w, T: Real>(
+    k: Kernel,
+    rot: &Rotation<'_, T>,
+    op: Op,
+    saved: Saved<'_, T>,
+    dy: GradRows<'_, T>,
+    work: &'w mut [T],
+    geo: &Geometry,
+) -> &'w [T] {
+    T::backward(k, rot, op, saved, dy, work, geo)
+}
+
+/// The factorisation (see [`decompose_any`]).
+#[inline]
+pub(crate) fn decompose<T: Real>(
+    layout: crate::Layout,
+    q: &[T],
+    d: usize,
+    storage: crate::decompose::Storage,
+    opts: &crate::decompose::DecomposeOptions<T>,
+    angles: &mut [T],
+    work: &mut [T],
+) -> crate::Result<crate::decompose::DecomposeInfo<T>> {
+    T::decompose(layout, q, d, storage, opts, angles, work)
+}
+
+/// The rebuild from angles (see [`rebuild_any`]).
+#[inline]
+pub(crate) fn rebuild<T: Real>(
+    layout: crate::Layout,
+    angles: &[T],
+    d: usize,
+    storage: crate::decompose::Storage,
+    out: &mut [T],
+    work: &mut [T],
+) -> crate::Result<()> {
+    T::rebuild(layout, angles, d, storage, out, work)
+}
+
+/// Applies `op` to the tile with kernel `k` (the portable one if `k` cannot
+/// run here).
+fn run_any<T: Real>(k: Kernel, rot: &Rotation<'_, T>, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     match k {
         Kernel::Avx2 if available(Kernel::Avx2) => {
@@ -71,8 +252,7 @@ pub(crate) fn run<T: Real>(
 /// Applies `op` to every row of the row-major batch `x` (read from `src`
 /// when given) with kernel `k`, `tile` rows at a time; returns whether every
 /// input read from `src` and whether every output is finite.
-#[inline]
-pub(crate) fn rows<T: Real>(
+fn rows_any<T: Real>(
     k: Kernel,
     rot: &Rotation<'_, T>,
     op: Op,
@@ -80,25 +260,46 @@ pub(crate) fn rows<T: Real>(
     x: &mut [T],
     tile: usize,
 ) -> (bool, bool) {
+    use crate::kernel::{RowScratch, ROWS_SMALL};
+    match crate::kernel::row_scratch(rot, x.len(), tile) {
+        RowScratch::Small => rows_with(k, rot, op, src, x, tile, &mut [T::zero(); ROWS_SMALL]),
+        RowScratch::Tile => rows_with(k, rot, op, src, x, tile, &mut [T::zero(); crate::apply::TILE_SCRATCH]),
+        #[cfg(feature = "std")]
+        RowScratch::Big => rows_with(k, rot, op, src, x, tile, &mut [T::zero(); crate::kernel::ROWS_BIG]),
+        #[cfg(feature = "std")]
+        RowScratch::Heap(len) => rows_with(k, rot, op, src, x, tile, &mut alloc::vec![T::zero(); len]),
+    }
+}
+
+/// [`rows_any`] with its scratch buffer.
+#[inline]
+fn rows_with<T: Real>(
+    k: Kernel,
+    rot: &Rotation<'_, T>,
+    op: Op,
+    src: Option<&[T]>,
+    x: &mut [T],
+    tile: usize,
+    scratch: &mut [T],
+) -> (bool, bool) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     match k {
         Kernel::Avx2 if available(Kernel::Avx2) => {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
-            return unsafe { x86::rows_avx2(rot, op, src, x, tile) };
+            return unsafe { x86::rows_avx2(rot, op, src, x, tile, scratch) };
         }
         Kernel::Avx512 if available(Kernel::Avx512) => {
             // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            return unsafe { x86::rows_avx512(rot, op, src, x, tile) };
+            return unsafe { x86::rows_avx512(rot, op, src, x, tile, scratch) };
         }
         _ => {}
     }
     let _ = k;
-    crate::kernel::rows_portable(rot, op, src, x, tile)
+    crate::kernel::rows_portable(rot, op, src, x, tile, scratch)
 }
 
 /// Whether every entry of `xs` is finite, vectorised for kernel `k`.
-#[inline]
-pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
+fn all_finite_any<T: Real>(k: Kernel, xs: &[T]) -> bool {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     match k {
         Kernel::Avx2 if available(Kernel::Avx2) => {
@@ -120,8 +321,7 @@ pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
 /// otherwise). Its arithmetic is written as separate products and sums,
 /// which are not contracted into FMAs: the result is bitwise that of the
 /// portable build; only the vector width and the transposes change.
-#[inline]
-pub(crate) fn backward<'w, T: Real>(
+fn backward_any<'w, T: Real>(
     k: Kernel,
     rot: &Rotation<'_, T>,
     op: Op,
@@ -148,7 +348,7 @@ pub(crate) fn backward<'w, T: Real>(
 
 /// [`crate::decompose`]'s factorisation compiled for AVX2 when the processor
 /// has it (no contraction into FMAs: bitwise the portable result).
-pub(crate) fn decompose<T: Real>(
+fn decompose_any<T: Real>(
     layout: crate::Layout,
     q: &[T],
     d: usize,
@@ -167,7 +367,7 @@ pub(crate) fn decompose<T: Real>(
 
 /// [`crate::decompose`]'s rebuild compiled for AVX2 when the processor has
 /// it (bitwise the portable result).
-pub(crate) fn rebuild<T: Real>(
+fn rebuild_any<T: Real>(
     layout: crate::Layout,
     angles: &[T],
     d: usize,
@@ -243,11 +443,12 @@ mod x86 {
         src: Option<&[T]>,
         x: &mut [T],
         tile: usize,
+        scratch: &mut [T],
     ) -> (bool, bool) {
         if is_f32::<T>() {
-            rows::<Fused, Shuffles, T, 8, 16>(rot, op, src, x, tile)
+            rows::<Fused, Shuffles, T, 8, 16>(rot, op, src, x, tile, scratch)
         } else {
-            rows::<Fused, Shuffles, T, 4, 8>(rot, op, src, x, tile)
+            rows::<Fused, Shuffles, T, 4, 8>(rot, op, src, x, tile, scratch)
         }
     }
 
@@ -260,11 +461,12 @@ mod x86 {
         src: Option<&[T]>,
         x: &mut [T],
         tile: usize,
+        scratch: &mut [T],
     ) -> (bool, bool) {
         if is_f32::<T>() {
-            rows::<Fused, Shuffles, T, 16, 64>(rot, op, src, x, tile)
+            rows::<Fused, Shuffles, T, 16, 64>(rot, op, src, x, tile, scratch)
         } else {
-            rows::<Fused, Shuffles, T, 8, 32>(rot, op, src, x, tile)
+            rows::<Fused, Shuffles, T, 8, 32>(rot, op, src, x, tile, scratch)
         }
     }
 
