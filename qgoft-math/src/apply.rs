@@ -291,11 +291,11 @@ impl<'a, T: Real> Rotation<'a, T> {
             let mut finite = true;
             for row in x.chunks_exact_mut(d) {
                 self.run_soa(op, row, 1, 0, 1);
-                finite &= crate::simd::all_finite(self.kernel, row);
+                finite &= crate::simd::Dispatch::all_finite(self.kernel, row);
             }
             return overflow_unless(finite);
         }
-        overflow_unless(crate::simd::rows(self.kernel, self, op, None, x, tile).1)
+        overflow_unless(crate::simd::Dispatch::rows(self.kernel, self, op, None, x, tile).1)
     }
 
     /// Applies `op` to each row of the row-major `n x d` batch `x` into
@@ -332,11 +332,11 @@ impl<'a, T: Real> Rotation<'a, T> {
             let mut finite = true;
             for row in out.chunks_exact_mut(d) {
                 self.run_soa(op, row, 1, 0, 1);
-                finite &= crate::simd::all_finite(self.kernel, row);
+                finite &= crate::simd::Dispatch::all_finite(self.kernel, row);
             }
             return overflow_unless(finite);
         }
-        let (input_ok, finite) = crate::simd::rows(self.kernel, self, op, Some(x), out, tile);
+        let (input_ok, finite) = crate::simd::Dispatch::rows(self.kernel, self, op, Some(x), out, tile);
         if !input_ok {
             return check_finite("input batch", x);
         }
@@ -415,7 +415,7 @@ impl<'a, T: Real> Rotation<'a, T> {
                 c0 += tw;
             }
         }
-        overflow_unless(crate::simd::all_finite(self.kernel, x))
+        overflow_unless(crate::simd::Dispatch::all_finite(self.kernel, x))
     }
 
     /// Applies `op` to `n` vectors where element `i` of vector `k` is
@@ -507,7 +507,7 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// [`Error::NonFinite`] naming the first non-finite entry of `x`.
     #[inline]
     fn check_input(&self, x: &[T]) -> Result<()> {
-        if crate::simd::all_finite(self.kernel, x) {
+        if crate::simd::Dispatch::all_finite(self.kernel, x) {
             Ok(())
         } else {
             check_finite("input batch", x)
@@ -568,7 +568,7 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// data where coordinate `i` lies at `data[i * ld + base ..][.. tw]`.
     #[inline]
     fn run_soa(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
-        crate::simd::run(self.kernel, self, op, data, ld, base, tw);
+        crate::simd::Dispatch::run(self.kernel, self, op, data, ld, base, tw);
     }
 
     #[inline(always)]

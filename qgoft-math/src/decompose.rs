@@ -296,7 +296,7 @@ fn decompose_core<T: Real>(
     angles: &mut [T],
     work: &mut [T],
 ) -> Result<DecomposeInfo<T>> {
-    crate::simd::decompose(layout, q, d, storage, opts, angles, work)
+    crate::simd::Dispatch::decompose(layout, q, d, storage, opts, angles, work)
 }
 
 /// [`rebuild_core_body`] compiled for the widest instruction set the
@@ -309,7 +309,7 @@ fn rebuild_core<T: Real>(
     out: &mut [T],
     work: &mut [T],
 ) -> Result<()> {
-    crate::simd::rebuild(layout, angles, d, storage, out, work)
+    crate::simd::Dispatch::rebuild(layout, angles, d, storage, out, work)
 }
 
 fn check_full_layout(layout: Layout, d: usize) -> Result<()> {

@@ -467,7 +467,8 @@ pub fn vjp_rows_from_input<T: Real>(
         check_finite("input gradient", dx)?;
         return Ok(());
     }
-    let total = crate::simd::backward(rot.kernel(), rot, inverse, saved, GradRows::Read(dx), &mut work[..need], &geo);
+    let total =
+        crate::simd::Dispatch::backward(rot.kernel(), rot, inverse, saved, GradRows::Read(dx), &mut work[..need], &geo);
     if !total.iter().all(|v| v.is_finite()) {
         check_finite("input batch", x)?;
         check_finite("input gradient", dx)?;
@@ -502,10 +503,10 @@ fn vjp<T: Real>(
     let check_first = check_first || geo.g_len == 0;
     let data = saved.data();
     if check_first {
-        if !crate::simd::all_finite(rot.kernel(), data) {
+        if !crate::simd::Dispatch::all_finite(rot.kernel(), data) {
             check_finite("saved batch", data)?;
         }
-        if !crate::simd::all_finite(rot.kernel(), dy) {
+        if !crate::simd::Dispatch::all_finite(rot.kernel(), dy) {
             check_finite("upstream gradient", dy)?;
         }
     }
@@ -516,7 +517,7 @@ fn vjp<T: Real>(
     // The same arithmetic compiled for the rotation's kernel: wider vectors,
     // bitwise the same results (no products are fused).
     let work = &mut work[..geo.workspace_len()];
-    let total = crate::simd::backward(rot.kernel(), rot, op, saved, GradRows::Write(dy), work, &geo);
+    let total = crate::simd::Dispatch::backward(rot.kernel(), rot, op, saved, GradRows::Write(dy), work, &geo);
     if !check_first && !total.iter().all(|v| v.is_finite()) {
         check_finite("saved batch", data)?;
         check_finite("input gradient (from a non-finite upstream gradient)", dy)?;
@@ -1749,10 +1750,12 @@ mod tests {
             let geo = Geometry::of(&rot, &saved);
             let mut work = vec![T::zero(); geo.workspace_len()];
             let mut g = g0.clone();
-            let carried = crate::simd::backward(k, &rot, op, saved, GradRows::Write(&mut g), &mut work, &geo).to_vec();
+            let carried =
+                crate::simd::Dispatch::backward(k, &rot, op, saved, GradRows::Write(&mut g), &mut work, &geo).to_vec();
             let mut work = vec![T::zero(); geo.workspace_len()];
             let src = g0.clone();
-            let read = crate::simd::backward(k, &rot, op, saved, GradRows::Read(&src), &mut work, &geo).to_vec();
+            let read =
+                crate::simd::Dispatch::backward(k, &rot, op, saved, GradRows::Read(&src), &mut work, &geo).to_vec();
             let bits = |v: &[T]| v.iter().map(|v| Real::to_f64(*v).to_bits()).collect::<Vec<u64>>();
             assert_eq!(bits(&carried), bits(&read), "{k:?} d={d} n={n} {op:?}");
             assert_eq!(bits(&src), bits(&g0), "{k:?} d={d} n={n} {op:?}: the source was written");

@@ -1399,12 +1399,12 @@ mod tests {
                         xs[len - 1] = <$t>::MAX;
                     }
                     for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                        prop_assert!(crate::simd::all_finite(k, &xs), "{k:?}");
+                        prop_assert!(crate::simd::Dispatch::all_finite(k, &xs), "{k:?}");
                     }
                     if len > 0 {
                         xs[at.index(len)] = [<$t>::NAN, <$t>::INFINITY, <$t>::NEG_INFINITY][which];
                         for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                            prop_assert!(!crate::simd::all_finite(k, &xs), "{k:?} at {}", at.index(len));
+                            prop_assert!(!crate::simd::Dispatch::all_finite(k, &xs), "{k:?} at {}", at.index(len));
                         }
                     }
                 }

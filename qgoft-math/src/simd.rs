@@ -38,23 +38,65 @@ pub(crate) fn available(k: Kernel) -> bool {
     k == Kernel::Portable
 }
 
-/// The kernels' entry points for one scalar type, a supertrait of [`Real`]
-/// implemented for `f32` and `f64` only (the trait cannot be named outside
-/// the crate, which seals [`Real`]).
-///
-/// Each method is an ordinary, non-generic function of this crate. The
-/// kernels behind it are generic and inlined into one wrapper per
-/// instruction set; were they reached through generic functions, every
-/// crate that calls them would compile all of them again for its own use.
-/// Through this trait they are compiled once, here, for each of the two
-/// scalars.
-// Some arguments are of crate-private types: nothing outside the crate can
-// name the trait, build those arguments, or implement it.
-#[allow(private_interfaces)]
-pub trait Dispatch: Sized {
-    /// [`run_any`] for this scalar.
-    fn run(k: Kernel, rot: &Rotation<'_, Self>, op: Op, data: &mut [Self], ld: usize, base: usize, tw: usize);
-    /// [`rows_any`] for this scalar.
+/// Declares [`Dispatch`] with one method per entry point and implements
+/// it for `f32` and `f64` with the body given (the same for both).
+macro_rules! dispatch {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident$(<$lt:lifetime>)?($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    )*) => {
+        /// The kernels' entry points for one scalar type, a supertrait of
+        /// [`Real`] implemented for `f32` and `f64` only (the trait cannot be
+        /// named outside the crate, which seals [`Real`]).
+        ///
+        /// Each method is an ordinary, non-generic function of this crate.
+        /// The kernels behind it are generic and inlined into one wrapper per
+        /// instruction set; were they reached through generic functions,
+        /// every crate that calls them would compile all of them again for
+        /// its own use. Through this trait they are compiled once, here, for
+        /// each of the two scalars.
+        // Some arguments are of crate-private types: nothing outside the
+        // crate can name the trait, build those arguments, or implement it.
+        #[allow(private_interfaces)]
+        pub trait Dispatch: Sized {
+            $($(#[$doc])* fn $name$(<$lt>)?($($arg: $ty),*) $(-> $ret)?;)*
+        }
+        dispatch!(@impl f32; $(fn $name$(<$lt>)?($($arg: $ty),*) $(-> $ret)? $body)*);
+        dispatch!(@impl f64; $(fn $name$(<$lt>)?($($arg: $ty),*) $(-> $ret)? $body)*);
+    };
+    (@impl $t:ty; $(fn $name:ident$(<$lt:lifetime>)?($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block)*) => {
+        #[allow(private_interfaces)]
+        impl Dispatch for $t {
+            $(fn $name$(<$lt>)?($($arg: $ty),*) $(-> $ret)? $body)*
+        }
+    };
+}
+
+dispatch! {
+    /// Applies `op` to the tile with kernel `k` (the portable one if `k` cannot
+    /// run here).
+    fn run(k: Kernel, rot: &Rotation<'_, Self>, op: Op, data: &mut [Self], ld: usize, base: usize, tw: usize) {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        match k {
+            Kernel::Avx2 if available(Kernel::Avx2) => {
+                // SAFETY: AVX2 and FMA were detected on this processor just above.
+                unsafe { x86::run_avx2(rot, op, data, ld, base, tw) };
+                return;
+            }
+            Kernel::Avx512 if available(Kernel::Avx512) => {
+                // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+                unsafe { x86::run_avx512(rot, op, data, ld, base, tw) };
+                return;
+            }
+            _ => {}
+        }
+        let _ = k;
+        crate::kernel::run_portable(rot, op, data, ld, base, tw);
+    }
+
+    /// Applies `op` to every row of the row-major batch `x` (read from `src`
+    /// when given) with kernel `k`, `tile` rows at a time; returns whether every
+    /// input read from `src` and whether every output is finite.
     fn rows(
         k: Kernel,
         rot: &Rotation<'_, Self>,
@@ -62,10 +104,41 @@ pub trait Dispatch: Sized {
         src: Option<&[Self]>,
         x: &mut [Self],
         tile: usize,
-    ) -> (bool, bool);
-    /// [`all_finite_any`] for this scalar.
-    fn all_finite(k: Kernel, xs: &[Self]) -> bool;
-    /// [`backward_any`] for this scalar.
+    ) -> (bool, bool) {
+        use crate::kernel::{RowScratch, ROWS_SMALL};
+        match crate::kernel::row_scratch(rot, x.len(), tile) {
+            RowScratch::Small => rows_with(k, rot, op, src, x, tile, &mut [0.0; ROWS_SMALL]),
+            RowScratch::Tile => rows_with(k, rot, op, src, x, tile, &mut [0.0; crate::apply::TILE_SCRATCH]),
+            #[cfg(feature = "std")]
+            RowScratch::Big => rows_with(k, rot, op, src, x, tile, &mut [0.0; crate::kernel::ROWS_BIG]),
+            #[cfg(feature = "std")]
+            RowScratch::Heap(len) => rows_with(k, rot, op, src, x, tile, &mut alloc::vec![0.0; len]),
+        }
+    }
+
+    /// Whether every entry of `xs` is finite, vectorised for kernel `k`.
+    fn all_finite(k: Kernel, xs: &[Self]) -> bool {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        match k {
+            Kernel::Avx2 if available(Kernel::Avx2) => {
+                // SAFETY: AVX2 and FMA were detected on this processor just above.
+                return unsafe { x86::all_finite_avx2(xs) };
+            }
+            Kernel::Avx512 if available(Kernel::Avx512) => {
+                // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+                return unsafe { x86::all_finite_avx512(xs) };
+            }
+            _ => {}
+        }
+        let _ = k;
+        crate::kernel::all_finite(xs)
+    }
+
+    /// The backward of [`crate::grad::vjp_rows`] over all tiles, compiled for
+    /// the kernel `k`'s instruction set when it is available (the portable build
+    /// otherwise). Its arithmetic is written as separate products and sums,
+    /// which are not contracted into FMAs: the result is bitwise that of the
+    /// portable build; only the vector width and the transposes change.
     fn backward<'w>(
         k: Kernel,
         rot: &Rotation<'_, Self>,
@@ -74,8 +147,25 @@ pub trait Dispatch: Sized {
         dy: GradRows<'_, Self>,
         work: &'w mut [Self],
         geo: &Geometry,
-    ) -> &'w [Self];
-    /// [`decompose_any`] for this scalar.
+    ) -> &'w [Self] {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        match k {
+            Kernel::Avx2 if available(Kernel::Avx2) => {
+                // SAFETY: AVX2 and FMA were detected on this processor just above.
+                return unsafe { x86::backward_avx2(rot, op, saved, dy, work, geo) };
+            }
+            Kernel::Avx512 if available(Kernel::Avx512) => {
+                // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
+                return unsafe { x86::backward_avx512(rot, op, saved, dy, work, geo) };
+            }
+            _ => {}
+        }
+        let _ = k;
+        crate::grad::backward::<Self, crate::kernel::ByElement>(rot, op, saved, dy, work, geo)
+    }
+
+    /// [`crate::decompose`]'s factorisation compiled for AVX2 when the processor
+    /// has it (no contraction into FMAs: bitwise the portable result).
     fn decompose(
         layout: crate::Layout,
         q: &[Self],
@@ -84,8 +174,17 @@ pub trait Dispatch: Sized {
         opts: &crate::decompose::DecomposeOptions<Self>,
         angles: &mut [Self],
         work: &mut [Self],
-    ) -> crate::Result<crate::decompose::DecomposeInfo<Self>>;
-    /// [`rebuild_any`] for this scalar.
+    ) -> crate::Result<crate::decompose::DecomposeInfo<Self>> {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if available(Kernel::Avx2) {
+            // SAFETY: AVX2 and FMA were detected on this processor just above.
+            return unsafe { x86::decompose_avx2(layout, q, d, storage, opts, angles, work) };
+        }
+        crate::decompose::decompose_core_body(layout, q, d, storage, opts, angles, work)
+    }
+
+    /// [`crate::decompose`]'s rebuild compiled for AVX2 when the processor has
+    /// it (bitwise the portable result).
     fn rebuild(
         layout: crate::Layout,
         angles: &[Self],
@@ -93,185 +192,17 @@ pub trait Dispatch: Sized {
         storage: crate::decompose::Storage,
         out: &mut [Self],
         work: &mut [Self],
-    ) -> crate::Result<()>;
-}
-
-macro_rules! dispatch_for {
-    ($t:ty) => {
-        #[allow(private_interfaces)]
-        impl Dispatch for $t {
-            fn run(k: Kernel, rot: &Rotation<'_, $t>, op: Op, data: &mut [$t], ld: usize, base: usize, tw: usize) {
-                run_any(k, rot, op, data, ld, base, tw)
-            }
-            fn rows(
-                k: Kernel,
-                rot: &Rotation<'_, $t>,
-                op: Op,
-                src: Option<&[$t]>,
-                x: &mut [$t],
-                tile: usize,
-            ) -> (bool, bool) {
-                rows_any(k, rot, op, src, x, tile)
-            }
-            fn all_finite(k: Kernel, xs: &[$t]) -> bool {
-                all_finite_any(k, xs)
-            }
-            fn backward<'w>(
-                k: Kernel,
-                rot: &Rotation<'_, $t>,
-                op: Op,
-                saved: Saved<'_, $t>,
-                dy: GradRows<'_, $t>,
-                work: &'w mut [$t],
-                geo: &Geometry,
-            ) -> &'w [$t] {
-                backward_any(k, rot, op, saved, dy, work, geo)
-            }
-            fn decompose(
-                layout: crate::Layout,
-                q: &[$t],
-                d: usize,
-                storage: crate::decompose::Storage,
-                opts: &crate::decompose::DecomposeOptions<$t>,
-                angles: &mut [$t],
-                work: &mut [$t],
-            ) -> crate::Result<crate::decompose::DecomposeInfo<$t>> {
-                decompose_any(layout, q, d, storage, opts, angles, work)
-            }
-            fn rebuild(
-                layout: crate::Layout,
-                angles: &[$t],
-                d: usize,
-                storage: crate::decompose::Storage,
-                out: &mut [$t],
-                work: &mut [$t],
-            ) -> crate::Result<()> {
-                rebuild_any(layout, angles, d, storage, out, work)
-            }
-        }
-    };
-}
-dispatch_for!(f32);
-dispatch_for!(f64);
-
-/// Applies `op` to the tile with kernel `k` (see [`run_any`]).
-#[inline]
-pub(crate) fn run<T: Real>(
-    k: Kernel,
-    rot: &Rotation<'_, T>,
-    op: Op,
-    data: &mut [T],
-    ld: usize,
-    base: usize,
-    tw: usize,
-) {
-    T::run(k, rot, op, data, ld, base, tw)
-}
-
-/// Applies `op` to rows with kernel `k` (see [`rows_any`]).
-#[inline]
-pub(crate) fn rows<T: Real>(
-    k: Kernel,
-    rot: &Rotation<'_, T>,
-    op: Op,
-    src: Option<&[T]>,
-    x: &mut [T],
-    tile: usize,
-) -> (bool, bool) {
-    T::rows(k, rot, op, src, x, tile)
-}
-
-/// Whether every entry of `xs` is finite (see [`all_finite_any`]).
-#[inline]
-pub(crate) fn all_finite<T: Real>(k: Kernel, xs: &[T]) -> bool {
-    T::all_finite(k, xs)
-}
-
-/// The backward over all tiles (see [`backward_any`]).
-#[inline]
-pub(crate) fn backward<'w, T: Real>(
-    k: Kernel,
-    rot: &Rotation<'_, T>,
-    op: Op,
-    saved: Saved<'_, T>,
-    dy: GradRows<'_, T>,
-    work: &'w mut [T],
-    geo: &Geometry,
-) -> &'w [T] {
-    T::backward(k, rot, op, saved, dy, work, geo)
-}
-
-/// The factorisation (see [`decompose_any`]).
-#[inline]
-pub(crate) fn decompose<T: Real>(
-    layout: crate::Layout,
-    q: &[T],
-    d: usize,
-    storage: crate::decompose::Storage,
-    opts: &crate::decompose::DecomposeOptions<T>,
-    angles: &mut [T],
-    work: &mut [T],
-) -> crate::Result<crate::decompose::DecomposeInfo<T>> {
-    T::decompose(layout, q, d, storage, opts, angles, work)
-}
-
-/// The rebuild from angles (see [`rebuild_any`]).
-#[inline]
-pub(crate) fn rebuild<T: Real>(
-    layout: crate::Layout,
-    angles: &[T],
-    d: usize,
-    storage: crate::decompose::Storage,
-    out: &mut [T],
-    work: &mut [T],
-) -> crate::Result<()> {
-    T::rebuild(layout, angles, d, storage, out, work)
-}
-
-/// Applies `op` to the tile with kernel `k` (the portable one if `k` cannot
-/// run here).
-fn run_any<T: Real>(k: Kernel, rot: &Rotation<'_, T>, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    match k {
-        Kernel::Avx2 if available(Kernel::Avx2) => {
+    ) -> crate::Result<()> {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if available(Kernel::Avx2) {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
-            unsafe { x86::run_avx2(rot, op, data, ld, base, tw) };
-            return;
+            return unsafe { x86::rebuild_avx2(layout, angles, d, storage, out, work) };
         }
-        Kernel::Avx512 if available(Kernel::Avx512) => {
-            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            unsafe { x86::run_avx512(rot, op, data, ld, base, tw) };
-            return;
-        }
-        _ => {}
-    }
-    let _ = k;
-    crate::kernel::run_portable(rot, op, data, ld, base, tw);
-}
-
-/// Applies `op` to every row of the row-major batch `x` (read from `src`
-/// when given) with kernel `k`, `tile` rows at a time; returns whether every
-/// input read from `src` and whether every output is finite.
-fn rows_any<T: Real>(
-    k: Kernel,
-    rot: &Rotation<'_, T>,
-    op: Op,
-    src: Option<&[T]>,
-    x: &mut [T],
-    tile: usize,
-) -> (bool, bool) {
-    use crate::kernel::{RowScratch, ROWS_SMALL};
-    match crate::kernel::row_scratch(rot, x.len(), tile) {
-        RowScratch::Small => rows_with(k, rot, op, src, x, tile, &mut [T::zero(); ROWS_SMALL]),
-        RowScratch::Tile => rows_with(k, rot, op, src, x, tile, &mut [T::zero(); crate::apply::TILE_SCRATCH]),
-        #[cfg(feature = "std")]
-        RowScratch::Big => rows_with(k, rot, op, src, x, tile, &mut [T::zero(); crate::kernel::ROWS_BIG]),
-        #[cfg(feature = "std")]
-        RowScratch::Heap(len) => rows_with(k, rot, op, src, x, tile, &mut alloc::vec![T::zero(); len]),
+        crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
     }
 }
 
-/// [`rows_any`] with its scratch buffer.
+/// [`Dispatch::rows`] with its scratch buffer.
 #[inline]
 fn rows_with<T: Real>(
     k: Kernel,
@@ -296,91 +227,6 @@ fn rows_with<T: Real>(
     }
     let _ = k;
     crate::kernel::rows_portable(rot, op, src, x, tile, scratch)
-}
-
-/// Whether every entry of `xs` is finite, vectorised for kernel `k`.
-fn all_finite_any<T: Real>(k: Kernel, xs: &[T]) -> bool {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    match k {
-        Kernel::Avx2 if available(Kernel::Avx2) => {
-            // SAFETY: AVX2 and FMA were detected on this processor just above.
-            return unsafe { x86::all_finite_avx2(xs) };
-        }
-        Kernel::Avx512 if available(Kernel::Avx512) => {
-            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            return unsafe { x86::all_finite_avx512(xs) };
-        }
-        _ => {}
-    }
-    let _ = k;
-    crate::kernel::all_finite(xs)
-}
-
-/// The backward of [`crate::grad::vjp_rows`] over all tiles, compiled for
-/// the kernel `k`'s instruction set when it is available (the portable build
-/// otherwise). Its arithmetic is written as separate products and sums,
-/// which are not contracted into FMAs: the result is bitwise that of the
-/// portable build; only the vector width and the transposes change.
-fn backward_any<'w, T: Real>(
-    k: Kernel,
-    rot: &Rotation<'_, T>,
-    op: Op,
-    saved: Saved<'_, T>,
-    dy: GradRows<'_, T>,
-    work: &'w mut [T],
-    geo: &Geometry,
-) -> &'w [T] {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    match k {
-        Kernel::Avx2 if available(Kernel::Avx2) => {
-            // SAFETY: AVX2 and FMA were detected on this processor just above.
-            return unsafe { x86::backward_avx2(rot, op, saved, dy, work, geo) };
-        }
-        Kernel::Avx512 if available(Kernel::Avx512) => {
-            // SAFETY: AVX-512 F and VL, AVX2 and FMA were detected just above.
-            return unsafe { x86::backward_avx512(rot, op, saved, dy, work, geo) };
-        }
-        _ => {}
-    }
-    let _ = k;
-    crate::grad::backward::<T, crate::kernel::ByElement>(rot, op, saved, dy, work, geo)
-}
-
-/// [`crate::decompose`]'s factorisation compiled for AVX2 when the processor
-/// has it (no contraction into FMAs: bitwise the portable result).
-fn decompose_any<T: Real>(
-    layout: crate::Layout,
-    q: &[T],
-    d: usize,
-    storage: crate::decompose::Storage,
-    opts: &crate::decompose::DecomposeOptions<T>,
-    angles: &mut [T],
-    work: &mut [T],
-) -> crate::Result<crate::decompose::DecomposeInfo<T>> {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if available(Kernel::Avx2) {
-        // SAFETY: AVX2 and FMA were detected on this processor just above.
-        return unsafe { x86::decompose_avx2(layout, q, d, storage, opts, angles, work) };
-    }
-    crate::decompose::decompose_core_body(layout, q, d, storage, opts, angles, work)
-}
-
-/// [`crate::decompose`]'s rebuild compiled for AVX2 when the processor has
-/// it (bitwise the portable result).
-fn rebuild_any<T: Real>(
-    layout: crate::Layout,
-    angles: &[T],
-    d: usize,
-    storage: crate::decompose::Storage,
-    out: &mut [T],
-    work: &mut [T],
-) -> crate::Result<()> {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if available(Kernel::Avx2) {
-        // SAFETY: AVX2 and FMA were detected on this processor just above.
-        return unsafe { x86::rebuild_avx2(layout, angles, d, storage, out, work) };
-    }
-    crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
