@@ -177,28 +177,44 @@ pub(crate) fn run<M: Arith, T: Real, const WT: usize, const WC: usize>(
     tw: usize,
 ) {
     // One copy per operator, so that the choice of block (transposed,
-    // inverted) is resolved at compile time in the inner loops.
-    match op {
-        Op::Forward => run_op::<M, T, WT, WC>(rot, Op::Forward, data, ld, base, tw),
-        Op::Transpose => run_op::<M, T, WT, WC>(rot, Op::Transpose, data, ld, base, tw),
-        Op::Inverse => run_op::<M, T, WT, WC>(rot, Op::Inverse, data, ld, base, tw),
-        Op::InverseTranspose => run_op::<M, T, WT, WC>(rot, Op::InverseTranspose, data, ld, base, tw),
+    // inverted) is resolved at compile time in the inner loops. The inverse
+    // of a strict block is its transpose (`Rotation::effective`), and the
+    // inverses walk the stages in the transposes' order, so strict
+    // rotations run the inverses' rotations as the transposes' (only the
+    // scaling differs); otherwise the strictness would be tested at every
+    // block.
+    let blocks_op = match (op, rot.is_strict()) {
+        (Op::Inverse, true) => Op::Transpose,
+        (Op::InverseTranspose, true) => Op::Forward,
+        (op, _) => op,
+    };
+    match blocks_op {
+        Op::Forward => run_op::<M, T, WT, WC>(rot, op, Op::Forward, data, ld, base, tw),
+        Op::Transpose => run_op::<M, T, WT, WC>(rot, op, Op::Transpose, data, ld, base, tw),
+        Op::Inverse => run_op::<M, T, WT, WC>(rot, op, Op::Inverse, data, ld, base, tw),
+        Op::InverseTranspose => run_op::<M, T, WT, WC>(rot, op, Op::InverseTranspose, data, ld, base, tw),
     }
 }
 
+/// [`run`] for `op`, whose rotations are those of `blocks_op` (`op`
+/// itself, or the equivalent operator of a strict rotation).
 #[inline(always)]
 fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
+    blocks_op: Op,
     data: &mut [T],
     ld: usize,
     base: usize,
     tw: usize,
 ) {
     let ascending = op.ascending();
+    debug_assert_eq!(ascending, blocks_op.ascending());
     if ascending {
         rot.scale_lanes(op, data, ld, base, tw);
     }
+    let scaling = op;
+    let op = blocks_op;
     let whole = match rot.layout() {
         Layout::Tree => {
             let whole = tw / WT * WT;
@@ -217,11 +233,21 @@ fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
             chain::<M, T, WT>(rot, op, data, ld, base + whole, more);
             whole + more
         }
+        // Chunks of two registers, then of one; each column group as a
+        // wavefront of `FULL_WAVE` columns in the SIMD wrappers (whose
+        // carried width `WC` is four registers or more), one column at a
+        // time in the portable kernel (compiled for the baseline's 16
+        // vector registers, which the wavefront's carries would not fit).
         Layout::Full => {
-            let whole = tw / WC * WC;
-            full::<M, T, WC>(rot, op, data, ld, base, whole);
+            let whole = tw / (2 * WT) * (2 * WT);
             let more = (tw - whole) / WT * WT;
-            full::<M, T, WT>(rot, op, data, ld, base + whole, more);
+            if WC >= 4 * WT {
+                full::<M, T, WT, 2, FULL_WAVE>(rot, op, data, ld, base, whole);
+                full::<M, T, WT, 1, FULL_WAVE>(rot, op, data, ld, base + whole, more);
+            } else {
+                full::<M, T, WT, 2, 1>(rot, op, data, ld, base, whole);
+                full::<M, T, WT, 1, 1>(rot, op, data, ld, base + whole, more);
+            }
             whole + more
         }
         _ => 0,
@@ -230,9 +256,14 @@ fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
         stages::<M, T>(rot, op, data, ld, base + whole, tw - whole);
     }
     if !ascending {
-        rot.scale_lanes(op, data, ld, base, tw);
+        rot.scale_lanes(scaling, data, ld, base, tw);
     }
 }
+
+/// Columns of the full layout per wavefront in the SIMD kernels: on AVX2
+/// (f64, d = 1024, one thread) 5 ran faster than 4 and 6, and 25.2 against
+/// 22.2 GFLOP/s for one column at a time (see `benches/LIMITS.md`).
+const FULL_WAVE: usize = 5;
 
 /// Longest distance between a tile's coordinates (bytes) for the carried
 /// chain kernels.
@@ -478,9 +509,11 @@ fn chain<M: Arith, T: Real, const W: usize>(
 }
 
 /// The full layout: column `c` is the descending chain `(r - 1, r)`,
-/// `r = d - 1 .. c + 1`, its parameters consecutive.
+/// `r = d - 1 .. c + 1`, its parameters consecutive. `K` columns at a time
+/// go as a wavefront (see [`full_up`] and [`full_down`]); the columns left
+/// over one at a time.
 #[inline(always)]
-fn full<M: Arith, T: Real, const W: usize>(
+fn full<M: Arith, T: Real, const WT: usize, const R: usize, const K: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
     data: &mut [T],
@@ -492,39 +525,197 @@ fn full<M: Arith, T: Real, const W: usize>(
     if d < 2 {
         return;
     }
-    let blocks = rot.blocks();
-    let offset = |c: usize| c * (d - 1) - c * c.saturating_sub(1) / 2;
     let mut l0 = 0;
     while l0 < tw {
-        let at = |i: usize| i * ld + base + l0;
+        let lanes = Lanes { ld, base: base + l0 };
         if op.ascending() {
-            for c in 0..d - 1 {
-                let col = &blocks[offset(c)..offset(c) + (d - 1 - c)];
-                let mut carry: [T; W] = load(data, at(d - 1));
-                for (t, &blk) in col.iter().enumerate() {
-                    let r = d - 1 - t;
-                    let mut p = load(data, at(r - 1));
-                    rot_arr::<M, T, W>(rot.effective(op, blk), &mut p, &mut carry);
-                    store(data, at(r), &carry);
-                    carry = p;
-                }
-                store(data, at(c), &carry);
+            let mut c0 = 0;
+            while c0 + K < d {
+                full_up::<M, T, WT, R, K>(rot, op, data, lanes, c0);
+                c0 += K;
+            }
+            while c0 + 1 < d {
+                full_up::<M, T, WT, R, 1>(rot, op, data, lanes, c0);
+                c0 += 1;
             }
         } else {
-            for c in (0..d - 1).rev() {
-                let col = &blocks[offset(c)..offset(c) + (d - 1 - c)];
-                let mut carry: [T; W] = load(data, at(c));
-                for (t, &blk) in col.iter().enumerate().rev() {
-                    let r = d - 1 - t;
-                    let mut q = load(data, at(r));
-                    rot_arr::<M, T, W>(rot.effective(op, blk), &mut carry, &mut q);
-                    store(data, at(r - 1), &carry);
-                    carry = q;
-                }
-                store(data, at(d - 1), &carry);
+            // Columns `d - 2` down to 0: whole groups first, from the top.
+            let mut left = d - 1;
+            while left >= K {
+                full_down::<M, T, WT, R, K>(rot, op, data, lanes, left - 1);
+                left -= K;
+            }
+            while left >= 1 {
+                full_down::<M, T, WT, R, 1>(rot, op, data, lanes, left - 1);
+                left -= 1;
             }
         }
-        l0 += W;
+        l0 += R * WT;
+    }
+}
+
+/// Where coordinate `i` of a chunk of lanes lies: `i * ld + base`.
+#[derive(Clone, Copy)]
+struct Lanes {
+    ld: usize,
+    base: usize,
+}
+
+impl Lanes {
+    #[inline(always)]
+    fn at(self, i: usize) -> usize {
+        i * self.ld + self.base
+    }
+}
+
+/// Parameter index of the first plane of column `c` of the full layout.
+#[inline(always)]
+fn full_offset(d: usize, c: usize) -> usize {
+    c * (d - 1) - c * c.saturating_sub(1) / 2
+}
+
+/// Columns `c0 .. c0 + K` (all below `d - 1`) of the full layout in
+/// ascending order, as a wavefront: each coordinate is loaded once, passes
+/// through the `K` columns in registers (column `j` one plane behind column
+/// `j - 1`) and is stored once, where one column at a time loads and stores
+/// it once per column. Every rotation sees the values it sees column by
+/// column, so the result is bitwise the same.
+///
+/// Column `c` carries coordinate `d - 1` up to `c`: at plane `(r - 1, r)`
+/// it takes `x[r - 1]`, leaves `x[r]` final and carries the rest. Column
+/// `c + 1` takes the values column `c` leaves, one plane later; all `K`
+/// columns end with the same input `x[c0]`, and their carries are their
+/// final coordinates `c0 .. c0 + K`.
+#[inline(always)]
+fn full_up<M: Arith, T: Real, const WT: usize, const R: usize, const K: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    lanes: Lanes,
+    c0: usize,
+) {
+    let d = rot.dim();
+    let blocks = rot.blocks();
+    // The inputs x[d - 1], x[d - 2], .., x[c0]; column j has one plane
+    // fewer than column j - 1.
+    let inputs = d - c0;
+    let cols: [&[Block<T>]; K] = core::array::from_fn(|j| {
+        let o = full_offset(d, c0 + j);
+        &blocks[o..o + (d - 1 - c0 - j)]
+    });
+    let mut carry = [[[T::zero(); WT]; R]; K];
+    // Fill: input i reaches columns 0 .. i; column i takes it as its carry.
+    for i in 0..K {
+        let mut v = load_regs::<T, WT, R>(data, lanes.at(d - 1 - i));
+        for j in 0..i {
+            let mut p = v;
+            rot_regs::<M, T, WT, R>(rot.effective(op, cols[j][i - j - 1]), &mut p, &mut carry[j]);
+            v = carry[j];
+            carry[j] = p;
+        }
+        carry[i] = v;
+    }
+    // Every column takes a plane; the last one's final coordinate leaves.
+    // Column j's planes for inputs K.., as slices of one length (built in
+    // a plain loop, so that the compiler knows their lengths and drops the
+    // bounds checks of the loop below).
+    let steps = inputs - K;
+    let mut steady: [&[Block<T>]; K] = [&[]; K];
+    for (j, sl) in steady.iter_mut().enumerate() {
+        *sl = &cols[j][K - j - 1..][..steps];
+    }
+    for t in 0..steps {
+        let mut v = load_regs::<T, WT, R>(data, lanes.at(d - 1 - K - t));
+        for (sl, c) in steady.iter().zip(carry.iter_mut()) {
+            let mut p = v;
+            rot_regs::<M, T, WT, R>(rot.effective(op, sl[t]), &mut p, c);
+            v = *c;
+            *c = p;
+        }
+        store_regs(data, lanes.at(d - 1 - t), &v);
+    }
+    for (j, c) in carry.iter().enumerate() {
+        store_regs(data, lanes.at(c0 + j), c);
+    }
+}
+
+/// Columns `c0, c0 - 1, .., c0 + 1 - K` (with `K <= c0 + 1 < d`) of the
+/// full layout in descending order (the inverse of [`full_up`]'s order), as
+/// a wavefront, bitwise the same as column by column.
+///
+/// Column `c` carries coordinate `c` down to `d - 1`: at plane `(r - 1, r)`
+/// it takes `x[r]`, leaves `x[r - 1]` final and carries the rest. Column
+/// `c - 1` starts from `x[c - 1]` and takes, at its plane `s`, what column
+/// `c` left at its plane `s`; it has one plane more, which takes column
+/// `c`'s final carry.
+#[inline(always)]
+fn full_down<M: Arith, T: Real, const WT: usize, const R: usize, const K: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    lanes: Lanes,
+    c0: usize,
+) {
+    let d = rot.dim();
+    let blocks = rot.blocks();
+    // Column j has d - 1 - c0 + j planes; its plane s is its parameter
+    // d - 2 - c0 + j - s (parameters run from x[d - 1] up).
+    let planes = d - 1 - c0;
+    let cols: [&[Block<T>]; K] = core::array::from_fn(|j| {
+        let o = full_offset(d, c0 - j);
+        &blocks[o..o + (planes + j)]
+    });
+    let mut carry: [[[T; WT]; R]; K] = core::array::from_fn(|j| load_regs::<T, WT, R>(data, lanes.at(c0 - j)));
+    // Column j's planes, last parameter first, as slices of one length
+    // (as in `full_up`).
+    let mut steady: [&[Block<T>]; K] = [&[]; K];
+    for (j, sl) in steady.iter_mut().enumerate() {
+        *sl = &cols[j][j..][..planes];
+    }
+    for s in 0..planes {
+        let mut v = load_regs::<T, WT, R>(data, lanes.at(c0 + 1 + s));
+        for (sl, c) in steady.iter().zip(carry.iter_mut()) {
+            rot_regs::<M, T, WT, R>(rot.effective(op, sl[planes - 1 - s]), c, &mut v);
+            core::mem::swap(&mut v, c);
+        }
+        store_regs(data, lanes.at(c0 + 1 + s - K), &v);
+    }
+    // Drain: column e is done; its final carry is column e + 1's last input.
+    for e in 0..K - 1 {
+        let s = planes + e;
+        let mut v = carry[e];
+        for j in e + 1..K {
+            rot_regs::<M, T, WT, R>(rot.effective(op, cols[j][planes - 1 + j - s]), &mut carry[j], &mut v);
+            core::mem::swap(&mut v, &mut carry[j]);
+        }
+        store_regs(data, lanes.at(c0 + 1 + s - K), &v);
+    }
+    store_regs(data, lanes.at(d - 1), &carry[K - 1]);
+}
+
+/// `R` registers of `WT` consecutive lanes from `at`.
+#[inline(always)]
+fn load_regs<T: Real, const WT: usize, const R: usize>(data: &[T], at: usize) -> [[T; WT]; R] {
+    core::array::from_fn(|r| load(data, at + r * WT))
+}
+
+/// Stores what [`load_regs`] loads.
+#[inline(always)]
+fn store_regs<T: Real, const WT: usize, const R: usize>(data: &mut [T], at: usize, v: &[[T; WT]; R]) {
+    for (r, x) in v.iter().enumerate() {
+        store(data, at + r * WT, x);
+    }
+}
+
+/// [`rot_arr`] on each of `R` registers.
+#[inline(always)]
+fn rot_regs<M: Arith, T: Real, const WT: usize, const R: usize>(
+    b: Block<T>,
+    p: &mut [[T; WT]; R],
+    q: &mut [[T; WT]; R],
+) {
+    for (p, q) in p.iter_mut().zip(q.iter_mut()) {
+        rot_arr::<M, T, WT>(b, p, q);
     }
 }
 
@@ -1217,7 +1408,7 @@ pub(crate) fn run_portable<T: Real>(rot: &Rotation<'_, T>, op: Op, data: &mut [T
 
 #[cfg(test)]
 mod tests {
-    use super::Kernel;
+    use super::{full, Arith, Fused, Kernel, Plain};
     use crate::{Block, Layout, Op, Real, Rotation};
     use alloc::vec::Vec;
     use proptest::prelude::*;
@@ -1478,6 +1669,46 @@ mod tests {
                 results.push(flat);
             }
             assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?}");
+        }
+    }
+
+    /// The full layout's wavefront evaluates every rotation on the values
+    /// that the column-by-column walk gives it: bitwise the same results.
+    #[test]
+    fn full_wavefront_is_bitwise_column_by_column() {
+        // Widths below, at and around multiples of the wavefront, with a
+        // chunk of two registers and one of one; every operator, strict and
+        // quasi blocks, both arithmetics.
+        fn check<M: Arith, T: Real>(d: usize, quasi: bool, seed: u64) {
+            let mut seed = seed;
+            let bl = blocks::<T>(Layout::Full.num_rotations(d), quasi, &mut seed);
+            let rot = if quasi {
+                Rotation::quasi(Layout::Full, d, &bl, None)
+            } else {
+                Rotation::strict(Layout::Full, d, &bl, None)
+            }
+            .expect("rotation");
+            let tw = 12;
+            let x: Vec<T> = (0..d * tw).map(|_| T::from_f64(rng(&mut seed))).collect();
+            for op in [Op::Forward, Op::Transpose, Op::Inverse, Op::InverseTranspose] {
+                let mut one = x.clone();
+                full::<M, T, 4, 2, 1>(&rot, op, &mut one, tw, 0, 8);
+                full::<M, T, 4, 1, 1>(&rot, op, &mut one, tw, 8, 4);
+                let mut wave = x.clone();
+                full::<M, T, 4, 2, 5>(&rot, op, &mut wave, tw, 0, 8);
+                full::<M, T, 4, 1, 3>(&rot, op, &mut wave, tw, 8, 4);
+                assert_ne!(one, x, "d={d} {op:?}: nothing rotated");
+                let same = one.iter().zip(&wave).all(|(&a, &b)| Real::to_f64(a).to_bits() == Real::to_f64(b).to_bits());
+                assert!(same, "d={d} quasi={quasi} {op:?}");
+            }
+        }
+        for d in [2usize, 3, 4, 5, 6, 7, 11, 16, 23, 40] {
+            for quasi in [false, true] {
+                check::<Plain, f64>(d, quasi, d as u64);
+                check::<Fused, f64>(d, quasi, 2 * d as u64);
+                check::<Plain, f32>(d, quasi, 3 * d as u64);
+                check::<Fused, f32>(d, quasi, 4 * d as u64);
+            }
         }
     }
 
