@@ -164,9 +164,10 @@ pub(crate) fn lanes<M: Arith, T: Real>(b: Block<T>, x: &mut [T], y: &mut [T]) {
 }
 
 /// Applies `op` to the lanes `base .. base + tw` (see the module
-/// documentation): the tree `WT` lanes at a time, the chain and the full
-/// layout `WC` lanes at a time (wider: their carried coordinates are chains
-/// of dependent rotations, and independent lanes hide the latency).
+/// documentation): the tree `WT` lanes at a time, the chain `WC` lanes at a
+/// time (wider: its carried coordinate is a chain of dependent rotations,
+/// and independent lanes hide the latency), the full layout `2 WT` lanes
+/// at a time, several columns at once (see [`full`]).
 #[inline(always)]
 pub(crate) fn run<M: Arith, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,
@@ -509,9 +510,9 @@ fn chain<M: Arith, T: Real, const W: usize>(
 }
 
 /// The full layout: column `c` is the descending chain `(r - 1, r)`,
-/// `r = d - 1 .. c + 1`, its parameters consecutive. `K` columns at a time
-/// go as a wavefront (see [`full_up`] and [`full_down`]); the columns left
-/// over one at a time.
+/// `r = d - 1 .. c + 1`, its parameters consecutive. Chunks of `R`
+/// registers of `WT` lanes; `K` columns at a time go as a wavefront (see
+/// [`full_up`] and [`full_down`]), the columns left over one at a time.
 #[inline(always)]
 fn full<M: Arith, T: Real, const WT: usize, const R: usize, const K: usize>(
     rot: &Rotation<'_, T>,
