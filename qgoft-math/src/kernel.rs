@@ -235,10 +235,11 @@ fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
             whole + more
         }
         // Chunks of two registers, then of one; each column group as a
-        // wavefront of `FULL_WAVE` columns in the SIMD wrappers (whose
-        // carried width `WC` is four registers or more), one column at a
-        // time in the portable kernel (compiled for the baseline's 16
-        // vector registers, which the wavefront's carries would not fit).
+        // wavefront of `FULL_WAVE` columns where the carried width `WC` is
+        // four registers or more (`run`'s SIMD wrappers), one column at a
+        // time where it is two (the portable kernel, compiled for the
+        // baseline's 16 vector registers, which the wavefront's carries
+        // would not fit, and the row kernels' transposed tiles).
         Layout::Full => {
             let whole = tw / (2 * WT) * (2 * WT);
             let more = (tw - whole) / WT * WT;
