@@ -342,7 +342,7 @@ fn param_index(layout: Layout, d: usize, c: usize, r: usize) -> usize {
             let t = d - 1 - r + 2 * c;
             parallel_stage_offset(d, t) + c - (t + 2).saturating_sub(d)
         }
-        _ => c * (d - 1) - c * c.saturating_sub(1) / 2 + (d - 1 - r),
+        _ => crate::layout::full_column_start(d, c) + (d - 1 - r),
     }
 }
 

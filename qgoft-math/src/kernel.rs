@@ -570,12 +570,6 @@ impl Lanes {
     }
 }
 
-/// Parameter index of the first plane of column `c` of the full layout.
-#[inline(always)]
-fn full_offset(d: usize, c: usize) -> usize {
-    c * (d - 1) - c * c.saturating_sub(1) / 2
-}
-
 /// Columns `c0 .. c0 + K` (all below `d - 1`) of the full layout in
 /// ascending order, as a wavefront: each coordinate is loaded once, passes
 /// through the `K` columns in registers (column `j` one plane behind column
@@ -602,7 +596,7 @@ fn full_up<M: Arith, T: Real, const WT: usize, const R: usize, const K: usize>(
     // fewer than column j - 1.
     let inputs = d - c0;
     let cols: [&[Block<T>]; K] = core::array::from_fn(|j| {
-        let o = full_offset(d, c0 + j);
+        let o = crate::layout::full_column_start(d, c0 + j);
         &blocks[o..o + (d - 1 - c0 - j)]
     });
     let mut carry = [[[T::zero(); WT]; R]; K];
@@ -664,7 +658,7 @@ fn full_down<M: Arith, T: Real, const WT: usize, const R: usize, const K: usize>
     // d - 2 - c0 + j - s (parameters run from x[d - 1] up).
     let planes = d - 1 - c0;
     let cols: [&[Block<T>]; K] = core::array::from_fn(|j| {
-        let o = full_offset(d, c0 - j);
+        let o = crate::layout::full_column_start(d, c0 - j);
         &blocks[o..o + (planes + j)]
     });
     let mut carry: [[[T; WT]; R]; K] = core::array::from_fn(|j| load_regs::<T, WT, R>(data, lanes.at(c0 - j)));

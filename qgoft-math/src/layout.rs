@@ -248,7 +248,8 @@ impl Layout {
 }
 
 /// Parameter index of the first plane of column `c` in [`Layout::Full`].
-fn full_column_start(d: usize, c: usize) -> usize {
+#[inline]
+pub(crate) fn full_column_start(d: usize, c: usize) -> usize {
     // columns 0..c hold (d-1) + (d-2) + ... + (d-c) planes
     c * (d - 1) - c * c.saturating_sub(1) / 2
 }
