@@ -113,6 +113,8 @@ pub struct Rotation<'a, T> {
     blocks: &'a [Block<T>],
     scale: Option<&'a [T]>,
     strict: bool,
+    /// Strict, and every block is `[[a, b], [-b, a]]` bit for bit.
+    exact: bool,
     kernel: Kernel,
 }
 
@@ -173,7 +175,8 @@ impl<'a, T: Real> Rotation<'a, T> {
             check_len("scaling", d, s.len())?;
             check_finite("scaling", s)?;
         }
-        Ok(Self { layout, d, blocks, scale, strict, kernel: Kernel::best() })
+        let exact = strict && blocks.iter().all(is_exact_rotation);
+        Ok(Self { layout, d, blocks, scale, strict, exact, kernel: Kernel::best() })
     }
 
     /// The same rotation applied with the batch kernel `kernel` (by default
@@ -241,6 +244,22 @@ impl<'a, T: Real> Rotation<'a, T> {
     #[inline]
     pub fn is_strict(&self) -> bool {
         self.strict
+    }
+
+    /// Whether the rotation is strict and every block is `[[a, b], [-b, a]]`
+    /// bit for bit (as blocks built from angles are): the kernels then
+    /// read two coefficients per block instead of four (see
+    /// [`crate::kernel`]), with bitwise the same results.
+    #[inline]
+    pub(crate) fn is_exact(&self) -> bool {
+        self.exact
+    }
+
+    /// The same rotation with the two-coefficient evaluation turned off
+    /// (to compare it with the four-coefficient one).
+    #[cfg(test)]
+    pub(crate) fn without_exact(self) -> Self {
+        Self { exact: false, ..self }
     }
 
     /// `x <- R x` for one vector of length `d`.
@@ -549,6 +568,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             blocks: &self.blocks[offset..],
             scale: None,
             strict: self.strict,
+            exact: self.exact,
             kernel: self.kernel,
         }
     }
@@ -583,6 +603,13 @@ impl<'a, T: Real> Rotation<'a, T> {
             }
         }
     }
+}
+
+/// Whether `b` is `[[a, b], [-b, a]]` bit for bit (`==` with equal signs
+/// is equality of the bits for finite values, zeros included).
+fn is_exact_rotation<T: Real>(b: &Block<T>) -> bool {
+    let same = |x: T, y: T| x == y && x.is_sign_negative() == y.is_sign_negative();
+    same(b.e, b.a) && same(b.c, -b.b)
 }
 
 /// `Ok` if `finite`, else the error for an output that overflowed.
@@ -630,6 +657,7 @@ pub struct RotationBuf<T> {
     blocks: Vec<Block<T>>,
     scale: Option<Vec<T>>,
     strict: bool,
+    exact: bool,
 }
 
 #[cfg(feature = "alloc")]
@@ -640,8 +668,8 @@ impl<T: Real> RotationBuf<T> {
     /// [`Error::InvalidArgument`] for `d = 0`.
     pub fn identity(layout: Layout, d: usize) -> Result<Self> {
         let blocks = alloc::vec![Block::identity(); layout.num_rotations(d)];
-        Rotation::strict(layout, d, &blocks, None)?;
-        Ok(Self { layout, d, blocks, scale: None, strict: true })
+        let exact = Rotation::strict(layout, d, &blocks, None)?.exact;
+        Ok(Self { layout, d, blocks, scale: None, strict: true, exact })
     }
 
     /// A strict rotation from angle parameters (and an optional scaling).
@@ -651,8 +679,8 @@ impl<T: Real> RotationBuf<T> {
     pub fn from_angles(layout: Layout, d: usize, map: AngleMap, params: &[T], scale: Option<&[T]>) -> Result<Self> {
         let mut blocks = alloc::vec![Block::identity(); params.len()];
         crate::param::blocks_from_angles(map, params, &mut blocks)?;
-        Rotation::strict(layout, d, &blocks, scale)?;
-        Ok(Self { layout, d, blocks, scale: scale.map(|s| s.to_vec()), strict: true })
+        let exact = Rotation::strict(layout, d, &blocks, scale)?.exact;
+        Ok(Self { layout, d, blocks, scale: scale.map(|s| s.to_vec()), strict: true, exact })
     }
 
     /// A quasi rotation from flat `[a, b, c, e]` block parameters.
@@ -663,7 +691,7 @@ impl<T: Real> RotationBuf<T> {
         let mut blocks = alloc::vec![Block::identity(); params.len() / 4];
         crate::param::blocks_from_quasi(params, &mut blocks)?;
         Rotation::quasi(layout, d, &blocks, scale)?;
-        Ok(Self { layout, d, blocks, scale: scale.map(|s| s.to_vec()), strict: false })
+        Ok(Self { layout, d, blocks, scale: scale.map(|s| s.to_vec()), strict: false, exact: false })
     }
 
     /// The borrowed view that applies it.
@@ -674,6 +702,7 @@ impl<T: Real> RotationBuf<T> {
             blocks: &self.blocks,
             scale: self.scale.as_deref(),
             strict: self.strict,
+            exact: self.exact,
             kernel: Kernel::best(),
         }
     }

@@ -32,7 +32,11 @@
 //! A rotation is `u = a p + b q`, `v = c p + e q`. The portable kernels
 //! evaluate it exactly so (two products and a sum, bitwise the same on every
 //! machine); the SIMD kernels fuse one product into a multiply-add, which
-//! changes the rounding by at most an ulp per rotation.
+//! changes the rounding by at most an ulp per rotation. A strict rotation
+//! whose blocks are `[[a, b], [-b, a]]` bit for bit (those built from
+//! angles) goes through the full layout's kernels with two coefficients
+//! per block, `c p + e q` evaluated as `a q - b p`: bitwise the same
+//! result, half the broadcasts.
 //!
 //! ## Kernels
 //! [`Kernel::best`] is decided once per call from the running processor
@@ -106,6 +110,10 @@ impl Kernel {
 pub(crate) trait Arith {
     /// Whether one product is fused into a multiply-add.
     const FUSED: bool;
+    /// The same evaluation for blocks `[[a, b], [-b, a]]` (bit for bit,
+    /// [`Rotation`]'s exact blocks), from `a` and `b` alone: bitwise the
+    /// same results, with two coefficients to broadcast instead of four.
+    type Exact: Arith;
     fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T);
 }
 
@@ -116,8 +124,18 @@ pub(crate) struct Plain;
 #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
 pub(crate) struct Fused;
 
+/// [`Plain`] for exact blocks: `c p + e q` is `a q - b p` (negation is
+/// exact and the sum commutes, so the result is bitwise the same).
+pub(crate) struct PlainExact;
+
+/// [`Fused`] for exact blocks: `fma(c, p, e q)` is `fma(-b, p, a q)`,
+/// one rounding of the same exact value.
+#[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
+pub(crate) struct FusedExact;
+
 impl Arith for Plain {
     const FUSED: bool = false;
+    type Exact = PlainExact;
     #[inline(always)]
     fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
         (b.a * p + b.b * q, b.c * p + b.e * q)
@@ -126,9 +144,28 @@ impl Arith for Plain {
 
 impl Arith for Fused {
     const FUSED: bool = true;
+    type Exact = FusedExact;
     #[inline(always)]
     fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
         (b.a.mul_add(p, b.b * q), b.c.mul_add(p, b.e * q))
+    }
+}
+
+impl Arith for PlainExact {
+    const FUSED: bool = false;
+    type Exact = PlainExact;
+    #[inline(always)]
+    fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
+        (b.a * p + b.b * q, b.a * q - b.b * p)
+    }
+}
+
+impl Arith for FusedExact {
+    const FUSED: bool = true;
+    type Exact = FusedExact;
+    #[inline(always)]
+    fn rot<T: Real>(b: Block<T>, p: T, q: T) -> (T, T) {
+        (b.a.mul_add(p, b.b * q), (-b.b).mul_add(p, b.a * q))
     }
 }
 
@@ -234,24 +271,10 @@ fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
             chain::<M, T, WT>(rot, op, data, ld, base + whole, more);
             whole + more
         }
-        // Chunks of two registers, then of one; each column group as a
-        // wavefront of `FULL_WAVE` columns where the carried width `WC` is
-        // four registers or more (`run`'s SIMD wrappers), one column at a
-        // time where it is two (the portable kernel, compiled for the
-        // baseline's 16 vector registers, which the wavefront's carries
-        // would not fit, and the row kernels' transposed tiles).
-        Layout::Full => {
-            let whole = tw / (2 * WT) * (2 * WT);
-            let more = (tw - whole) / WT * WT;
-            if WC >= 4 * WT {
-                full::<M, T, WT, 2, FULL_WAVE>(rot, op, data, ld, base, whole);
-                full::<M, T, WT, 1, FULL_WAVE>(rot, op, data, ld, base + whole, more);
-            } else {
-                full::<M, T, WT, 2, 1>(rot, op, data, ld, base, whole);
-                full::<M, T, WT, 1, 1>(rot, op, data, ld, base + whole, more);
-            }
-            whole + more
-        }
+        // See `full_lanes`; exact blocks read two coefficients per rotation
+        // instead of four.
+        Layout::Full if rot.is_exact() => full_lanes::<M::Exact, T, WT, WC>(rot, op, data, ld, base, tw),
+        Layout::Full => full_lanes::<M, T, WT, WC>(rot, op, data, ld, base, tw),
         _ => 0,
     };
     if whole < tw {
@@ -260,6 +283,34 @@ fn run_op<M: Arith, T: Real, const WT: usize, const WC: usize>(
     if !ascending {
         rot.scale_lanes(scaling, data, ld, base, tw);
     }
+}
+
+/// The full layout on the whole chunks of `tw` lanes: chunks of two
+/// registers, then of one; each column group as a wavefront of
+/// `FULL_WAVE` columns where the carried width `WC` is four registers or
+/// more (`run`'s SIMD wrappers), one column at a time where it is two (the
+/// portable kernel, compiled for the baseline's 16 vector registers, which
+/// the wavefront's carries would not fit, and the row kernels' transposed
+/// tiles). Returns the lanes done.
+#[inline(always)]
+fn full_lanes<M: Arith, T: Real, const WT: usize, const WC: usize>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) -> usize {
+    let whole = tw / (2 * WT) * (2 * WT);
+    let more = (tw - whole) / WT * WT;
+    if WC >= 4 * WT {
+        full::<M, T, WT, 2, FULL_WAVE>(rot, op, data, ld, base, whole);
+        full::<M, T, WT, 1, FULL_WAVE>(rot, op, data, ld, base + whole, more);
+    } else {
+        full::<M, T, WT, 2, 1>(rot, op, data, ld, base, whole);
+        full::<M, T, WT, 1, 1>(rot, op, data, ld, base + whole, more);
+    }
+    whole + more
 }
 
 /// Columns of the full layout per wavefront in the SIMD kernels: on AVX2
@@ -1704,6 +1755,57 @@ mod tests {
                 check::<Fused, f64>(d, quasi, 2 * d as u64);
                 check::<Plain, f32>(d, quasi, 3 * d as u64);
                 check::<Fused, f32>(d, quasi, 4 * d as u64);
+            }
+        }
+    }
+
+    /// Exact blocks (`[[a, b], [-b, a]]` bit for bit) are evaluated from two
+    /// coefficients: bitwise the four-coefficient results, for every layout,
+    /// kernel, operator, scaling, rows and columns. A strict block off by
+    /// an ulp keeps the rotation strict but not exact.
+    #[test]
+    fn exact_blocks_are_bitwise_the_four_coefficient_walk() {
+        fn check<T: Real>(layout: Layout, d: usize, scaled: bool, seed: u64) {
+            let mut seed = seed;
+            let bl = blocks::<T>(layout.num_rotations(d), false, &mut seed);
+            let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+            let scale = if scaled { Some(&sc[..]) } else { None };
+            let rot = Rotation::strict(layout, d, &bl, scale).expect("rotation");
+            assert!(rot.is_exact(), "{layout:?} d={d}");
+            let n = 21;
+            let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let r = rot.with_kernel(k).expect("available");
+                for op in OPS {
+                    for cols in [false, true] {
+                        let (mut two, mut four) = (x.clone(), x.clone());
+                        if cols {
+                            r.apply_cols(op, &mut two, n).expect("cols");
+                            r.without_exact().apply_cols(op, &mut four, n).expect("cols");
+                        } else {
+                            r.apply_rows(op, &mut two).expect("rows");
+                            r.without_exact().apply_rows(op, &mut four).expect("rows");
+                        }
+                        assert_ne!(two, x, "{layout:?} d={d} {op:?}: nothing rotated");
+                        let same = two
+                            .iter()
+                            .zip(&four)
+                            .all(|(&a, &b)| Real::to_f64(a).to_bits() == Real::to_f64(b).to_bits());
+                        assert!(same, "{layout:?} d={d} scaled={scaled} {k:?} {op:?} cols={cols}");
+                    }
+                }
+            }
+            let mut off = bl.clone();
+            off[0].e = off[0].a + off[0].a * T::UNIT_ROUNDOFF * T::from_f64(2.0);
+            let r = Rotation::strict(layout, d, &off, scale).expect("within the strict tolerance");
+            assert!(r.is_strict() && !r.is_exact(), "{layout:?} d={d}");
+        }
+        for layout in LAYOUTS {
+            for d in [2usize, 3, 7, 8, 13, 24] {
+                for scaled in [false, true] {
+                    check::<f64>(layout, d, scaled, d as u64 + 100);
+                    check::<f32>(layout, d, scaled, d as u64 + 200);
+                }
             }
         }
     }
