@@ -39,8 +39,8 @@
 //! result, half the broadcasts.
 //!
 //! ## Kernels
-//! [`Kernel::best`] is decided once per call from the running processor
-//! (feature `std` on x86-64; everywhere else it is [`Kernel::Portable`]).
+//! [`Kernel::best`] is decided from the running processor (feature `std`
+//! on x86-64; everywhere else it is [`Kernel::Portable`]).
 //! The SIMD kernels are the same generic code compiled for AVX2 + FMA or
 //! AVX-512, so every fast path has its portable twin, and the tests compare
 //! them on every layout and operator.
@@ -93,12 +93,20 @@ impl Kernel {
         }
     }
 
-    /// The fastest available kernel. AVX2 is preferred to AVX-512 where both
-    /// are present unless the wider registers measured faster (they do not
-    /// on processors that split 512-bit operations in two), see
-    /// `benches/kernels.rs`.
+    /// The fastest available kernel: AVX-512 where the processor runs
+    /// 512-bit multiply-adds at full width, else AVX2, else the portable
+    /// one. Processors that split each 512-bit operation in two (AMD's Zen
+    /// 4, for one) gain nothing from the wider registers and lose their
+    /// transposes' speed, so the first call times a register-resident loop
+    /// of multiply-adds at both widths (about 0.1 ms, once per process) and
+    /// takes AVX-512 when it does at least 1.5 times the work per unit of
+    /// time. The AVX2 and AVX-512 kernels give bitwise the same results
+    /// (the tests compare them on every layout, operator and entry point),
+    /// so the choice changes only the speed.
     pub fn best() -> Kernel {
-        if Kernel::Avx2.is_available() {
+        if crate::simd::wide_pays() {
+            Kernel::Avx512
+        } else if Kernel::Avx2.is_available() {
             Kernel::Avx2
         } else {
             Kernel::Portable
@@ -1064,7 +1072,13 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let inverts = op.inverts();
     // Out of place, with two blocks to a 64-byte line and rows that share
     // cache sets, the blocks go in pairs (see the doc).
-    let paired = src.is_some() && 2 * B * core::mem::size_of::<T>() <= 64 && row_sets::<T>(d) <= 2;
+    let paired = src.is_some() && 2 * B * core::mem::size_of::<T>() <= 64 && row_sets::<T>(d, B) <= 2;
+    // Groups of 16 rows where the instruction set holds 16 lanes and their
+    // lines (16 rows, 32 out of place) come to at most 8 per cache set: at
+    // a row stride of a multiple of 4 KiB all 16 share one set, more than
+    // its ways, and the group's stores miss the lines its loads brought in.
+    let lines = if src.is_some() { 4 * B } else { 2 * B };
+    let wide = M::FUSED && X::wide::<T>() && !paired && lines <= 8 * row_sets::<T>(d, 2 * B) as usize;
     let (mut input_ok, mut finite) = (true, true);
     let mut r0 = 0;
     while r0 < n {
@@ -1078,6 +1092,29 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         }
         let mut k = 0;
         while k < w {
+            // A group of 16 rows in one pass (see `wide`).
+            if wide && k + 2 * B <= w {
+                for b in 0..q {
+                    let sc: Option<&[T; B]> = rot.scale().map(|s| s[b * B..b * B + B].try_into().expect("8 scales"));
+                    let at = k * d + b * B;
+                    let from = from.map(|s| (&s[at..], d));
+                    let f = (&mut input_ok, &mut finite);
+                    let done = X::tree16(
+                        asc,
+                        from,
+                        &mut rows[at..],
+                        d,
+                        &table[28 * b..],
+                        sc,
+                        inverts,
+                        &mut lead[b * w + k..],
+                        f,
+                    );
+                    assert!(done, "wide kernels take every group of 16 rows");
+                }
+                k += 2 * B;
+                continue;
+            }
             let mut b = 0;
             while b < q {
                 let t = &table[28 * b..];
@@ -1130,13 +1167,13 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
 }
 
 /// Sets of a first-level cache of 64 sets of 64-byte lines (4 KiB apart
-/// repeat the same set, as on current x86 cores) that the same column of 8
-/// consecutive rows of `d` scalars falls into.
+/// repeat the same set, as on current x86 cores) that the same column of
+/// `rows` consecutive rows of `d` scalars falls into.
 #[inline(always)]
-fn row_sets<T>(d: usize) -> u32 {
+fn row_sets<T>(d: usize, rows: usize) -> u32 {
     let stride = d * core::mem::size_of::<T>();
     let mut sets = 0u64;
-    for r in 0..ROW_BLOCK {
+    for r in 0..rows {
         sets |= 1 << (r * stride % 4096 / 64);
     }
     sets.count_ones()
@@ -1314,6 +1351,34 @@ pub(crate) trait Transposer {
         _accs: &mut [T],
         _lz: &mut [T],
         _lg: &mut [T],
+    ) -> bool {
+        false
+    }
+
+    /// Whether [`Transposer::tree16`] handles `T` (then the caller gives it
+    /// every whole group of 16 rows where their lines spread over enough
+    /// cache sets, see `tree_rows_fused`).
+    #[inline(always)]
+    fn wide<T: Real>() -> bool {
+        false
+    }
+
+    /// [`Transposer::tree8`] on rows `l < 16` (one register holds a
+    /// coordinate of all 16), the leaders of the 16 rows to or from
+    /// `lead[..16]`: every value bitwise as two calls of `tree8` on rows
+    /// 0-7 and 8-15 give it. `false` if not handled (nothing is touched).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn tree16<T: Real>(
+        _asc: bool,
+        _src: Option<(&[T], usize)>,
+        _rows: &mut [T],
+        _ld: usize,
+        _cb: &[T],
+        _sc: Option<&[T; ROW_BLOCK]>,
+        _inverts: bool,
+        _lead: &mut [T],
+        _finite: (&mut bool, &mut bool),
     ) -> bool {
         false
     }
@@ -1763,6 +1828,60 @@ mod tests {
     /// coefficients: bitwise the four-coefficient results, for every layout,
     /// kernel, operator, scaling, rows and columns. A strict block off by
     /// an ulp keeps the rotation strict but not exact.
+    /// AVX2 and AVX-512 do the same arithmetic on every lane (the 16-row
+    /// register blocks of AVX-512 included), so their results are bitwise
+    /// the same and [`Kernel::best`] may choose between them by speed alone.
+    #[test]
+    fn simd_widths_agree_bitwise() {
+        fn check<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) {
+            let mut seed = seed;
+            let bl = blocks::<T>(layout.num_rotations(d), quasi, &mut seed);
+            let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+            let scale = if scaled { Some(&sc[..]) } else { None };
+            let rot =
+                if quasi { Rotation::quasi(layout, d, &bl, scale) } else { Rotation::strict(layout, d, &bl, scale) }
+                    .expect("rotation");
+            let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            let bits = |v: &[T]| v.iter().map(|v| Real::to_f64(*v).to_bits()).collect::<Vec<u64>>();
+            for op in OPS {
+                let mut out = Vec::new();
+                for k in [Kernel::Avx2, Kernel::Avx512] {
+                    let r = rot.with_kernel(k).expect("available");
+                    let mut rows = x.clone();
+                    r.apply_rows(op, &mut rows).expect("rows");
+                    let mut into = alloc::vec![T::zero(); n * d];
+                    r.apply_rows_into(op, &x, &mut into).expect("rows into");
+                    let mut cols = x.clone();
+                    r.apply_cols(op, &mut cols, n).expect("cols");
+                    out.push([bits(&rows), bits(&into), bits(&cols)]);
+                }
+                assert_ne!(out[0][0], bits(&x), "{layout:?} d={d} {op:?}: nothing rotated");
+                for (e, what) in ["rows", "rows into", "cols"].iter().enumerate() {
+                    assert!(
+                        out[0][e] == out[1][e],
+                        "{layout:?} d={d} n={n} quasi={quasi} scaled={scaled} {op:?} {what}"
+                    );
+                }
+            }
+        }
+        if !(Kernel::Avx2.is_available() && Kernel::Avx512.is_available()) {
+            // One width or none here: nothing to compare.
+            return;
+        }
+        // Rows of 16-row groups and a last group of 8 (n = 40), strides
+        // that take the 16-row blocks (64 to 768 coordinates) and those
+        // that do not (1024: every row in one cache set), `d` not a
+        // multiple of 8.
+        for (d, n) in [(8, 40), (13, 37), (64, 48), (256, 40), (512, 24), (768, 40), (1024, 24)] {
+            for layout in LAYOUTS.into_iter().filter(|l| d <= 256 || *l == Layout::Tree) {
+                for (quasi, scaled) in [(false, false), (false, true), (true, false), (true, true)] {
+                    check::<f32>(layout, d, n, quasi, scaled, (d * n) as u64);
+                    check::<f64>(layout, d, n, quasi, scaled, (d + n) as u64);
+                }
+            }
+        }
+    }
+
     #[test]
     fn exact_blocks_are_bitwise_the_four_coefficient_walk() {
         fn check<T: Real>(layout: Layout, d: usize, scaled: bool, seed: u64) {
@@ -1879,14 +1998,20 @@ mod tests {
 
     #[test]
     fn rows_fall_into_the_sets_of_their_stride() {
-        assert_eq!(super::row_sets::<f32>(1024), 1);
-        assert_eq!(super::row_sets::<f32>(5120), 1);
-        assert_eq!(super::row_sets::<f32>(512), 2);
-        assert_eq!(super::row_sets::<f32>(768), 4);
-        assert_eq!(super::row_sets::<f32>(4104), 4);
-        assert_eq!(super::row_sets::<f32>(128), 8);
-        assert_eq!(super::row_sets::<f64>(512), 1);
-        assert_eq!(super::row_sets::<f64>(8), 8);
+        assert_eq!(super::row_sets::<f32>(1024, 8), 1);
+        assert_eq!(super::row_sets::<f32>(5120, 8), 1);
+        assert_eq!(super::row_sets::<f32>(512, 8), 2);
+        assert_eq!(super::row_sets::<f32>(768, 8), 4);
+        assert_eq!(super::row_sets::<f32>(4104, 8), 4);
+        assert_eq!(super::row_sets::<f32>(128, 8), 8);
+        assert_eq!(super::row_sets::<f64>(512, 8), 1);
+        assert_eq!(super::row_sets::<f64>(8, 8), 8);
+        // Sixteen rows: more sets only where 8 rows do not already repeat them.
+        assert_eq!(super::row_sets::<f32>(1024, 16), 1);
+        assert_eq!(super::row_sets::<f32>(512, 16), 2);
+        assert_eq!(super::row_sets::<f32>(768, 16), 4);
+        assert_eq!(super::row_sets::<f32>(4104, 16), 8);
+        assert_eq!(super::row_sets::<f32>(128, 16), 8);
     }
 
     #[test]

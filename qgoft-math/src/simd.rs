@@ -38,6 +38,46 @@ pub(crate) fn available(k: Kernel) -> bool {
     k == Kernel::Portable
 }
 
+/// Whether AVX-512 can run here and does at least 1.5 times the
+/// multiply-adds of AVX2 per unit of time (see [`Kernel::best`]); timed on
+/// the first call, then remembered.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub(crate) fn wide_pays() -> bool {
+    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WIDE.get_or_init(|| {
+        if !available(Kernel::Avx512) {
+            return false;
+        }
+        // The best of a few alternating runs of each width: a run that the
+        // scheduler or another tenant interrupts only loses.
+        let (mut narrow, mut wide) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            // SAFETY: AVX2 and FMA are present (AVX-512 was detected, and
+            // `available` checks both with it).
+            core::hint::black_box(unsafe { x86::fma_loop_256(FMA_STEPS) });
+            narrow = narrow.min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            // SAFETY: AVX-512 F was detected just above.
+            core::hint::black_box(unsafe { x86::fma_loop_512(FMA_STEPS) });
+            wide = wide.min(t.elapsed().as_secs_f64());
+        }
+        // Twice the lanes per instruction: work per unit of time, wide over narrow.
+        2.0 * narrow >= 1.5 * wide
+    })
+}
+
+/// Without the x86-64 kernels there is no wider instruction set to choose.
+#[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+pub(crate) fn wide_pays() -> bool {
+    false
+}
+
+/// Steps of the timing loops of [`wide_pays`]: 12 multiply-adds each,
+/// 49,152 in all per width (about 10 us at two per cycle).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+const FMA_STEPS: usize = 4096;
+
 /// Declares [`Dispatch`] with one method per entry point and implements
 /// it for `f32` and `f64` with the body given (the same for both).
 macro_rules! dispatch {
@@ -244,6 +284,44 @@ mod x86 {
         core::mem::size_of::<T>() == 4
     }
 
+    /// `steps` rounds of 12 independent 256-bit multiply-adds (enough
+    /// chains to cover the latency of two pipes), folded into one value so
+    /// that none is dead code.
+    ///
+    /// # Safety
+    /// The processor must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma_loop_256(steps: usize) -> f32 {
+        let m = _mm256_set1_ps(core::hint::black_box(0.999_99));
+        let c = _mm256_set1_ps(core::hint::black_box(1.0e-6));
+        let mut acc = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..steps {
+            for a in &mut acc {
+                *a = _mm256_fmadd_ps(*a, m, c);
+            }
+        }
+        let s = acc.iter().fold(_mm256_setzero_ps(), |s, a| _mm256_add_ps(s, *a));
+        _mm256_cvtss_f32(s)
+    }
+
+    /// [`fma_loop_256`] with 512-bit registers.
+    ///
+    /// # Safety
+    /// The processor must support AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma_loop_512(steps: usize) -> f32 {
+        let m = _mm512_set1_ps(core::hint::black_box(0.999_99));
+        let c = _mm512_set1_ps(core::hint::black_box(1.0e-6));
+        let mut acc = [_mm512_set1_ps(1.0); 12];
+        for _ in 0..steps {
+            for a in &mut acc {
+                *a = _mm512_fmadd_ps(*a, m, c);
+            }
+        }
+        let s = acc.iter().fold(_mm512_setzero_ps(), |s, a| _mm512_add_ps(s, *a));
+        _mm512_reduce_add_ps(s)
+    }
+
     /// # Safety
     /// The processor must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
@@ -310,9 +388,9 @@ mod x86 {
         scratch: &mut [T],
     ) -> (bool, bool) {
         if is_f32::<T>() {
-            rows::<Fused, Shuffles, T, 16, 64>(rot, op, src, x, tile, scratch)
+            rows::<Fused, Shuffles512, T, 16, 64>(rot, op, src, x, tile, scratch)
         } else {
-            rows::<Fused, Shuffles, T, 8, 32>(rot, op, src, x, tile, scratch)
+            rows::<Fused, Shuffles512, T, 8, 32>(rot, op, src, x, tile, scratch)
         }
     }
 
@@ -384,7 +462,7 @@ mod x86 {
         work: &'w mut [T],
         geo: &Geometry,
     ) -> &'w [T] {
-        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
+        crate::grad::backward::<T, Shuffles512>(rot, op, saved, dy, work, geo)
     }
 
     /// 8 x 8 transposes with AVX shuffles. Only instantiated inside the
@@ -498,6 +576,94 @@ mod x86 {
             } else {
                 false
             }
+        }
+    }
+
+    /// [`Shuffles`] with the 16-row register blocks of AVX-512 for `f32`.
+    /// Only instantiated inside the AVX-512 wrappers above, which run after
+    /// AVX-512 F and VL, AVX2 and FMA were detected.
+    pub(super) struct Shuffles512;
+
+    impl Transposer for Shuffles512 {
+        #[inline(always)]
+        fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool {
+            Shuffles::block8(src, ss, dst, ds)
+        }
+
+        #[inline(always)]
+        fn tree8<T: Real>(
+            asc: bool,
+            src: Option<(&[T], usize)>,
+            rows: &mut [T],
+            ld: usize,
+            cb: &[T],
+            sc: Option<&[T; 8]>,
+            inverts: bool,
+            lead: &mut [T],
+            finite: (&mut bool, &mut bool),
+        ) -> bool {
+            Shuffles::tree8(asc, src, rows, ld, cb, sc, inverts, lead, finite)
+        }
+
+        #[inline(always)]
+        fn recover8<T: Real>(
+            asc: bool,
+            y: &[T],
+            g: GradRows<'_, T>,
+            ld: usize,
+            cb: &[T],
+            sc: Option<&[T]>,
+            acc: &mut [T],
+            accs: &mut [T],
+            lz: &mut [T],
+            lg: &mut [T],
+        ) -> bool {
+            Shuffles::recover8(asc, y, g, ld, cb, sc, acc, accs, lz, lg)
+        }
+
+        #[inline(always)]
+        fn wide<T: Real>() -> bool {
+            TypeId::of::<T>() == TypeId::of::<f32>()
+        }
+
+        #[inline(always)]
+        fn tree16<T: Real>(
+            asc: bool,
+            src: Option<(&[T], usize)>,
+            rows: &mut [T],
+            ld: usize,
+            cb: &[T],
+            sc: Option<&[T; 8]>,
+            inverts: bool,
+            lead: &mut [T],
+            finite: (&mut bool, &mut bool),
+        ) -> bool {
+            if TypeId::of::<T>() != TypeId::of::<f32>() {
+                return false;
+            }
+            // Bounds checked here, once: every access below is inside.
+            let (rows, lead) = (&mut rows[..15 * ld + 8], &mut lead[..16]);
+            let src = src.map(|(s, ss)| (&s[..15 * ss + 8], ss));
+            let cb: &[T; 28] = cb[..28].try_into().expect("7 blocks");
+            let cb: &[f32; 28] = cast_ref(cb);
+            let sc: Option<&[f32; 8]> = sc.map(cast_ref);
+            let (p, l) = (rows.as_mut_ptr().cast::<f32>(), lead.as_mut_ptr().cast::<f32>());
+            let (from, ss) = src.map_or((p.cast_const(), ld), |(s, ss)| (s.as_ptr().cast::<f32>(), ss));
+            // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
+            // `src` covers `l * ss + a`, `rows` `l * ld + a` for `l < 16`,
+            // `a < 8`, and `lead` 16 values; AVX-512 F, AVX2 and FMA are
+            // present (see the struct's note).
+            let (i, o) = unsafe {
+                match (asc, src.is_some()) {
+                    (true, true) => tree16_f32::<true, true>(from, ss, p, ld, cb, sc, inverts, l),
+                    (true, false) => tree16_f32::<true, false>(from, ss, p, ld, cb, sc, inverts, l),
+                    (false, true) => tree16_f32::<false, true>(from, ss, p, ld, cb, sc, inverts, l),
+                    (false, false) => tree16_f32::<false, false>(from, ss, p, ld, cb, sc, inverts, l),
+                }
+            };
+            *finite.0 &= i;
+            *finite.1 &= o;
+            true
         }
     }
 
@@ -795,5 +961,147 @@ mod x86 {
         _mm256_storeu_pd(d.add(ds), _mm256_permute2f128_pd::<0x20>(t1, t3));
         _mm256_storeu_pd(d.add(2 * ds), _mm256_permute2f128_pd::<0x31>(t0, t2));
         _mm256_storeu_pd(d.add(3 * ds), _mm256_permute2f128_pd::<0x31>(t1, t3));
+    }
+
+    /// [`rot8`] on 16 rows.
+    #[inline(always)]
+    fn rot16(v: &mut [__m512; 8], i: usize, j: usize, cb: &[f32; 28], r: usize) {
+        // SAFETY: AVX-512 F is enabled in every caller.
+        unsafe {
+            let (p, q) = (v[i], v[j]);
+            let [a, b, c, e] = [cb[4 * r], cb[4 * r + 1], cb[4 * r + 2], cb[4 * r + 3]];
+            v[i] = _mm512_fmadd_ps(_mm512_set1_ps(a), p, _mm512_mul_ps(_mm512_set1_ps(b), q));
+            v[j] = _mm512_fmadd_ps(_mm512_set1_ps(c), p, _mm512_mul_ps(_mm512_set1_ps(e), q));
+        }
+    }
+
+    /// [`scale8`] on 16 rows.
+    #[inline(always)]
+    fn scale16(v: &mut [__m512; 8], sc: Option<&[f32; 8]>, inverts: bool) {
+        let Some(sc) = sc else { return };
+        // SAFETY: AVX-512 F is enabled in every caller.
+        unsafe {
+            for (x, &s) in v.iter_mut().zip(sc) {
+                *x = if inverts { _mm512_div_ps(*x, _mm512_set1_ps(s)) } else { _mm512_mul_ps(*x, _mm512_set1_ps(s)) };
+            }
+        }
+    }
+
+    /// See [`Transposer::tree16`]; returns whether every input (if `CHECK`)
+    /// and every output is finite.
+    ///
+    /// # Safety
+    /// AVX-512 F, AVX2 and FMA; `src` readable at `l * ss + a`, `p` writable
+    /// at `l * ld + a` for `l < 16`, `a < 8`, `lead` readable and writable at
+    /// 16 values.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn tree16_f32<const ASC: bool, const CHECK: bool>(
+        src: *const f32,
+        ss: usize,
+        p: *mut f32,
+        ld: usize,
+        cb: &[f32; 28],
+        sc: Option<&[f32; 8]>,
+        inverts: bool,
+        lead: *mut f32,
+    ) -> (bool, bool) {
+        let mut v = load_t16(src, ss);
+        let input_ok = !CHECK || finite16(&v);
+        if ASC {
+            scale16(&mut v, sc, inverts);
+            for t in 0..4 {
+                rot16(&mut v, 2 * t, 2 * t + 1, cb, t);
+            }
+            rot16(&mut v, 0, 2, cb, 4);
+            rot16(&mut v, 4, 6, cb, 5);
+            rot16(&mut v, 0, 4, cb, 6);
+            _mm512_storeu_ps(lead, v[0]);
+        } else {
+            v[0] = _mm512_loadu_ps(lead);
+            rot16(&mut v, 0, 4, cb, 0);
+            rot16(&mut v, 0, 2, cb, 1);
+            rot16(&mut v, 4, 6, cb, 2);
+            for t in 0..4 {
+                rot16(&mut v, 2 * t, 2 * t + 1, cb, 3 + t);
+            }
+            scale16(&mut v, sc, inverts);
+        }
+        let ok = finite16(&v);
+        store_t16(v, p, ld);
+        (input_ok, ok)
+    }
+
+    /// [`finite8`] on 16 rows.
+    #[inline(always)]
+    fn finite16(v: &[__m512; 8]) -> bool {
+        // SAFETY: AVX-512 F is enabled in every caller.
+        unsafe {
+            let mut bad = _mm512_setzero_si512();
+            for x in v {
+                bad = _mm512_or_si512(bad, _mm512_castps_si512(_mm512_sub_ps(*x, *x)));
+            }
+            _mm512_test_epi32_mask(bad, bad) == 0
+        }
+    }
+
+    /// [`quad`] on all four 128-bit quarters of 512-bit registers.
+    #[inline(always)]
+    fn quad16(r: [__m512; 4]) -> [__m512; 4] {
+        // SAFETY: AVX-512 F is enabled in every caller.
+        unsafe {
+            let t0 = _mm512_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm512_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm512_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm512_unpackhi_ps(r[2], r[3]);
+            [
+                _mm512_shuffle_ps::<0x44>(t0, t2),
+                _mm512_shuffle_ps::<0xEE>(t0, t2),
+                _mm512_shuffle_ps::<0x44>(t1, t3),
+                _mm512_shuffle_ps::<0xEE>(t1, t3),
+            ]
+        }
+    }
+
+    /// The 16 x 8 block at `p` (row stride `ld`) transposed into registers
+    /// (`v[a]` = coordinate `a` of rows 0-15, in order): rows `k`, `k + 4`,
+    /// `k + 8` and `k + 12` are loaded into the four quarters of one
+    /// register, then [`quad16`] transposes within quarters.
+    ///
+    /// # Safety
+    /// AVX-512 F; `p` readable at `l * ld + a` for `l < 16`, `a < 8`.
+    #[inline(always)]
+    unsafe fn load_t16(p: *const f32, ld: usize) -> [__m512; 8] {
+        // SAFETY: as the function's contract says.
+        let h = |k: usize, c: usize| unsafe {
+            let r = _mm512_castps128_ps512(_mm_loadu_ps(p.add(k * ld + c)));
+            let r = _mm512_insertf32x4::<1>(r, _mm_loadu_ps(p.add((k + 4) * ld + c)));
+            let r = _mm512_insertf32x4::<2>(r, _mm_loadu_ps(p.add((k + 8) * ld + c)));
+            _mm512_insertf32x4::<3>(r, _mm_loadu_ps(p.add((k + 12) * ld + c)))
+        };
+        let a = quad16([h(0, 0), h(1, 0), h(2, 0), h(3, 0)]);
+        let b = quad16([h(0, 4), h(1, 4), h(2, 4), h(3, 4)]);
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    }
+
+    /// Stores the registers `v[a]` (coordinate `a` of rows 0-15) back to the
+    /// 16 x 8 block at `p` (row stride `ld`), the inverse of [`load_t16`].
+    ///
+    /// # Safety
+    /// AVX-512 F; `p` writable at `l * ld + a` for `l < 16`, `a < 8`.
+    #[inline(always)]
+    unsafe fn store_t16(v: [__m512; 8], p: *mut f32, ld: usize) {
+        // SAFETY: as the function's contract says.
+        unsafe {
+            for (c, half) in [(0, [v[0], v[1], v[2], v[3]]), (4, [v[4], v[5], v[6], v[7]])] {
+                for (k, r) in quad16(half).into_iter().enumerate() {
+                    _mm_storeu_ps(p.add(k * ld + c), _mm512_castps512_ps128(r));
+                    _mm_storeu_ps(p.add((k + 4) * ld + c), _mm512_extractf32x4_ps::<1>(r));
+                    _mm_storeu_ps(p.add((k + 8) * ld + c), _mm512_extractf32x4_ps::<2>(r));
+                    _mm_storeu_ps(p.add((k + 12) * ld + c), _mm512_extractf32x4_ps::<3>(r));
+                }
+            }
+        }
     }
 }
