@@ -1833,6 +1833,7 @@ mod tests {
     /// the same and [`Kernel::best`] may choose between them by speed alone.
     #[test]
     fn simd_widths_agree_bitwise() {
+        use crate::grad::{vjp_rows, workspace_len, Saved};
         fn check<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) {
             let mut seed = seed;
             let bl = blocks::<T>(layout.num_rotations(d), quasi, &mut seed);
@@ -1842,6 +1843,7 @@ mod tests {
                 if quasi { Rotation::quasi(layout, d, &bl, scale) } else { Rotation::strict(layout, d, &bl, scale) }
                     .expect("rotation");
             let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            let g0: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
             let bits = |v: &[T]| v.iter().map(|v| Real::to_f64(*v).to_bits()).collect::<Vec<u64>>();
             for op in OPS {
                 let mut out = Vec::new();
@@ -1853,10 +1855,31 @@ mod tests {
                     r.apply_rows_into(op, &x, &mut into).expect("rows into");
                     let mut cols = x.clone();
                     r.apply_cols(op, &mut cols, n).expect("cols");
-                    out.push([bits(&rows), bits(&into), bits(&cols)]);
+                    // Vectors apart: element stride 1, vector stride d + 3.
+                    let mut apart = alloc::vec![T::zero(); n * (d + 3)];
+                    for l in 0..n {
+                        apart[l * (d + 3)..l * (d + 3) + d].copy_from_slice(&x[l * d..l * d + d]);
+                    }
+                    r.apply_strided(op, &mut apart, n, d + 3, 1).expect("strided");
+                    // The backward (of the two operators that have one) from
+                    // the input, and from the output for a strict rotation
+                    // (the tree's fused row kernel).
+                    let mut grads = Vec::new();
+                    let saved = [Saved::Input(&x[..]), Saved::Output(&rows[..])];
+                    let vjps = if matches!(op, Op::Forward | Op::Transpose) { 1 + usize::from(!quasi) } else { 0 };
+                    for saved in saved.into_iter().take(vjps) {
+                        let mut g = g0.clone();
+                        let mut db = alloc::vec![Block::default(); bl.len()];
+                        let mut ds = alloc::vec![T::zero(); d];
+                        let mut work = alloc::vec![T::zero(); workspace_len(&r, saved)];
+                        vjp_rows(&r, op, saved, &mut g, &mut db, scaled.then_some(&mut ds[..]), &mut work)
+                            .expect("vjp");
+                        grads.extend(g.iter().chain(&ds).copied().chain(db.iter().flat_map(|b| b.to_array())));
+                    }
+                    out.push([bits(&rows), bits(&into), bits(&cols), bits(&apart), bits(&grads)]);
                 }
                 assert_ne!(out[0][0], bits(&x), "{layout:?} d={d} {op:?}: nothing rotated");
-                for (e, what) in ["rows", "rows into", "cols"].iter().enumerate() {
+                for (e, what) in ["rows", "rows into", "cols", "strided", "vjp"].iter().enumerate() {
                     assert!(
                         out[0][e] == out[1][e],
                         "{layout:?} d={d} n={n} quasi={quasi} scaled={scaled} {op:?} {what}"
