@@ -482,32 +482,8 @@ mod x86 {
             lead: &mut [T],
             finite: (&mut bool, &mut bool),
         ) -> bool {
-            if TypeId::of::<T>() != TypeId::of::<f32>() {
-                return false;
-            }
-            // Bounds checked here, once: every access below is inside.
-            let (rows, lead) = (&mut rows[..7 * ld + 8], &mut lead[..8]);
-            let src = src.map(|(s, ss)| (&s[..7 * ss + 8], ss));
-            let cb: &[T; 28] = cb[..28].try_into().expect("7 blocks");
-            let cb: &[f32; 28] = cast_ref(cb);
-            let sc: Option<&[f32; 8]> = sc.map(cast_ref);
-            let (p, l) = (rows.as_mut_ptr().cast::<f32>(), lead.as_mut_ptr().cast::<f32>());
-            let (from, ss) = src.map_or((p.cast_const(), ld), |(s, ss)| (s.as_ptr().cast::<f32>(), ss));
-            // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
-            // `src` covers `l * ss + a`, `rows` `l * ld + a` and `lead` 8
-            // values for `l, a < 8`; AVX2 and FMA are present (see the
-            // struct's note).
-            let (i, o) = unsafe {
-                match (asc, src.is_some()) {
-                    (true, true) => tree8_f32::<true, true>(from, ss, p, ld, cb, sc, inverts, l),
-                    (true, false) => tree8_f32::<true, false>(from, ss, p, ld, cb, sc, inverts, l),
-                    (false, true) => tree8_f32::<false, true>(from, ss, p, ld, cb, sc, inverts, l),
-                    (false, false) => tree8_f32::<false, false>(from, ss, p, ld, cb, sc, inverts, l),
-                }
-            };
-            *finite.0 &= i;
-            *finite.1 &= o;
-            true
+            // SAFETY: AVX2 and FMA are present (see the struct's note).
+            unsafe { tree_rows::<T, 8>(asc, src, rows, ld, cb, sc, inverts, lead, finite) }
         }
 
         #[inline(always)]
@@ -638,33 +614,61 @@ mod x86 {
             lead: &mut [T],
             finite: (&mut bool, &mut bool),
         ) -> bool {
-            if TypeId::of::<T>() != TypeId::of::<f32>() {
-                return false;
-            }
-            // Bounds checked here, once: every access below is inside.
-            let (rows, lead) = (&mut rows[..15 * ld + 8], &mut lead[..16]);
-            let src = src.map(|(s, ss)| (&s[..15 * ss + 8], ss));
-            let cb: &[T; 28] = cb[..28].try_into().expect("7 blocks");
-            let cb: &[f32; 28] = cast_ref(cb);
-            let sc: Option<&[f32; 8]> = sc.map(cast_ref);
-            let (p, l) = (rows.as_mut_ptr().cast::<f32>(), lead.as_mut_ptr().cast::<f32>());
-            let (from, ss) = src.map_or((p.cast_const(), ld), |(s, ss)| (s.as_ptr().cast::<f32>(), ss));
-            // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
-            // `src` covers `l * ss + a`, `rows` `l * ld + a` for `l < 16`,
-            // `a < 8`, and `lead` 16 values; AVX-512 F, AVX2 and FMA are
-            // present (see the struct's note).
-            let (i, o) = unsafe {
-                match (asc, src.is_some()) {
-                    (true, true) => tree16_f32::<true, true>(from, ss, p, ld, cb, sc, inverts, l),
-                    (true, false) => tree16_f32::<true, false>(from, ss, p, ld, cb, sc, inverts, l),
-                    (false, true) => tree16_f32::<false, true>(from, ss, p, ld, cb, sc, inverts, l),
-                    (false, false) => tree16_f32::<false, false>(from, ss, p, ld, cb, sc, inverts, l),
-                }
-            };
-            *finite.0 &= i;
-            *finite.1 &= o;
-            true
+            // SAFETY: AVX-512 F and VL, AVX2 and FMA are present (see the
+            // struct's note).
+            unsafe { tree_rows::<T, 16>(asc, src, rows, ld, cb, sc, inverts, lead, finite) }
         }
+    }
+
+    /// [`Shuffles::tree8`] (`R = 8`) and [`Shuffles512::tree16`] (`R = 16`):
+    /// the bounds checked once, the slices cast to `f32`, the kernel for
+    /// the direction and the source.
+    ///
+    /// # Safety
+    /// AVX2 and FMA, and AVX-512 F and VL if `R` is 16.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn tree_rows<T: Real, const R: usize>(
+        asc: bool,
+        src: Option<(&[T], usize)>,
+        rows: &mut [T],
+        ld: usize,
+        cb: &[T],
+        sc: Option<&[T; 8]>,
+        inverts: bool,
+        lead: &mut [T],
+        finite: (&mut bool, &mut bool),
+    ) -> bool {
+        if TypeId::of::<T>() != TypeId::of::<f32>() {
+            return false;
+        }
+        // Bounds checked here, once: every access below is inside.
+        let (rows, lead) = (&mut rows[..(R - 1) * ld + 8], &mut lead[..R]);
+        let src = src.map(|(s, ss)| (&s[..(R - 1) * ss + 8], ss));
+        let cb: &[T; 28] = cb[..28].try_into().expect("7 blocks");
+        let cb: &[f32; 28] = cast_ref(cb);
+        let sc: Option<&[f32; 8]> = sc.map(cast_ref);
+        let (p, l) = (rows.as_mut_ptr().cast::<f32>(), lead.as_mut_ptr().cast::<f32>());
+        let (from, ss) = src.map_or((p.cast_const(), ld), |(s, ss)| (s.as_ptr().cast::<f32>(), ss));
+        // SAFETY: `T` is `f32` (same type id), so the slices hold `f32`;
+        // `src` covers `l * ss + a`, `rows` `l * ld + a` for `l < R`,
+        // `a < 8`, and `lead` `R` values; the instruction sets are present
+        // (the caller's contract).
+        let (i, o) = unsafe {
+            match (R == 16, asc, src.is_some()) {
+                (false, true, true) => tree8_f32::<true, true>(from, ss, p, ld, cb, sc, inverts, l),
+                (false, true, false) => tree8_f32::<true, false>(from, ss, p, ld, cb, sc, inverts, l),
+                (false, false, true) => tree8_f32::<false, true>(from, ss, p, ld, cb, sc, inverts, l),
+                (false, false, false) => tree8_f32::<false, false>(from, ss, p, ld, cb, sc, inverts, l),
+                (true, true, true) => tree16_f32::<true, true>(from, ss, p, ld, cb, sc, inverts, l),
+                (true, true, false) => tree16_f32::<true, false>(from, ss, p, ld, cb, sc, inverts, l),
+                (true, false, true) => tree16_f32::<false, true>(from, ss, p, ld, cb, sc, inverts, l),
+                (true, false, false) => tree16_f32::<false, false>(from, ss, p, ld, cb, sc, inverts, l),
+            }
+        };
+        *finite.0 &= i;
+        *finite.1 &= o;
+        true
     }
 
     /// `x` as a `U` when both are the same type (checked by the caller).
@@ -792,33 +796,217 @@ mod x86 {
         }
     }
 
+    /// A register of `f32` lanes (8 with AVX2, 16 with AVX-512) and what the
+    /// tree's register blocks do with it. Every method needs the register's
+    /// instruction set (with FMA) enabled in its caller.
+    trait Lanes: Copy {
+        /// `x` in every lane.
+        fn splat(x: f32) -> Self;
+        /// `self * o`, lane by lane.
+        fn mul(self, o: Self) -> Self;
+        /// `self / o`, lane by lane.
+        fn div(self, o: Self) -> Self;
+        /// `self * b + c` rounded once, lane by lane.
+        fn fmadd(self, b: Self, c: Self) -> Self;
+        /// Whether every lane of the 8 registers is finite: `x - x` is +0
+        /// for a finite `x` and NaN otherwise, so the OR of the differences
+        /// has every bit clear exactly when all are finite.
+        fn finite(v: &[Self; 8]) -> bool;
+        /// Two levels of a transpose within each 128-bit part: from four
+        /// registers whose part `h` holds 4 coordinates of rows `4 h + k`
+        /// (`k < 4`, one row per register), the four coordinates (part `h`
+        /// of register `a` holds coordinate `a` of rows `4 h .. 4 h + 4`);
+        /// the same steps turn them back.
+        fn quad(r: [Self; 4]) -> [Self; 4];
+        /// The register from `p` (as many values as lanes).
+        ///
+        /// # Safety
+        /// `p` readable at that many values.
+        unsafe fn load(p: *const f32) -> Self;
+        /// The register to `p`.
+        ///
+        /// # Safety
+        /// `p` writable at as many values as lanes.
+        unsafe fn store(self, p: *mut f32);
+        /// The block of as many rows as lanes, 8 coordinates, at `p` (row
+        /// stride `ld`), transposed: register `a` holds coordinate `a`.
+        ///
+        /// # Safety
+        /// `p` readable at `l * ld + a` for `a < 8` and every lane `l`.
+        unsafe fn load_t(p: *const f32, ld: usize) -> [Self; 8];
+        /// The inverse of [`Lanes::load_t`].
+        ///
+        /// # Safety
+        /// `p` writable at `l * ld + a` for `a < 8` and every lane `l`.
+        unsafe fn store_t(v: [Self; 8], p: *mut f32, ld: usize);
+    }
+
+    /// Implements [`Lanes`] for a register type with its instruction set's
+    /// intrinsics (the set, with FMA, enabled in every caller).
+    macro_rules! lanes {
+        ($t:ty: $set1:ident, $mul:ident, $div:ident, $fmadd:ident, $loadu:ident, $storeu:ident, $load_t:ident, $store_t:ident,
+         $sub:ident, $zero:ident, $or:ident, $zero_bits:expr, $unpacklo:ident, $unpackhi:ident, $shuffle:ident) => {
+            impl Lanes for $t {
+                #[inline(always)]
+                fn splat(x: f32) -> Self {
+                    // SAFETY: the instruction set is enabled in every caller.
+                    unsafe { $set1(x) }
+                }
+                #[inline(always)]
+                fn mul(self, o: Self) -> Self {
+                    // SAFETY: the instruction set is enabled in every caller.
+                    unsafe { $mul(self, o) }
+                }
+                #[inline(always)]
+                fn div(self, o: Self) -> Self {
+                    // SAFETY: the instruction set is enabled in every caller.
+                    unsafe { $div(self, o) }
+                }
+                #[inline(always)]
+                fn fmadd(self, b: Self, c: Self) -> Self {
+                    // SAFETY: the instruction set and FMA are enabled in every caller.
+                    unsafe { $fmadd(self, b, c) }
+                }
+                #[inline(always)]
+                fn finite(v: &[Self; 8]) -> bool {
+                    // SAFETY: the instruction set is enabled in every caller.
+                    unsafe {
+                        let mut bad = $zero();
+                        for x in v {
+                            bad = $or(bad, $sub(*x, *x));
+                        }
+                        $zero_bits(bad)
+                    }
+                }
+                #[inline(always)]
+                fn quad(r: [Self; 4]) -> [Self; 4] {
+                    // SAFETY: the instruction set is enabled in every caller.
+                    unsafe {
+                        let t0 = $unpacklo(r[0], r[1]);
+                        let t1 = $unpackhi(r[0], r[1]);
+                        let t2 = $unpacklo(r[2], r[3]);
+                        let t3 = $unpackhi(r[2], r[3]);
+                        [
+                            $shuffle::<0x44>(t0, t2),
+                            $shuffle::<0xEE>(t0, t2),
+                            $shuffle::<0x44>(t1, t3),
+                            $shuffle::<0xEE>(t1, t3),
+                        ]
+                    }
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const f32) -> Self {
+                    // SAFETY: as the method's contract says.
+                    unsafe { $loadu(p) }
+                }
+                #[inline(always)]
+                unsafe fn store(self, p: *mut f32) {
+                    // SAFETY: as the method's contract says.
+                    unsafe { $storeu(p, self) }
+                }
+                #[inline(always)]
+                unsafe fn load_t(p: *const f32, ld: usize) -> [Self; 8] {
+                    // SAFETY: as the method's contract says.
+                    unsafe { $load_t(p, ld) }
+                }
+                #[inline(always)]
+                unsafe fn store_t(v: [Self; 8], p: *mut f32, ld: usize) {
+                    // SAFETY: as the method's contract says.
+                    unsafe { $store_t(v, p, ld) }
+                }
+            }
+        };
+    }
+
+    lanes!(__m256: _mm256_set1_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+        load_t8, store_t8, _mm256_sub_ps, _mm256_setzero_ps, _mm256_or_ps,
+        |b: __m256| { let b = _mm256_castps_si256(b); _mm256_testz_si256(b, b) == 1 },
+        _mm256_unpacklo_ps, _mm256_unpackhi_ps, _mm256_shuffle_ps);
+    lanes!(__m512: _mm512_set1_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+        load_t16, store_t16, _mm512_sub_ps, _mm512_setzero_ps, or512,
+        |b: __m512| { let b = _mm512_castps_si512(b); _mm512_test_epi32_mask(b, b) == 0 },
+        _mm512_unpacklo_ps, _mm512_unpackhi_ps, _mm512_shuffle_ps);
+
+    /// The bitwise OR of two 512-bit registers of `f32` (AVX-512 F has it
+    /// only for integers).
+    ///
+    /// # Safety
+    /// AVX-512 F.
+    #[inline(always)]
+    unsafe fn or512(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: as the function's contract says.
+        unsafe { _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_castps_si512(b))) }
+    }
+
     /// `(x_i, x_j) <- (a x_i + b x_j, c x_i + e x_j)` with block `r` of `cb`,
     /// one product fused as in [`crate::kernel::Fused`].
     #[inline(always)]
-    fn rot8(v: &mut [__m256; 8], i: usize, j: usize, cb: &[f32; 28], r: usize) {
-        // SAFETY: AVX2 and FMA are enabled in every caller.
-        unsafe {
-            let (p, q) = (v[i], v[j]);
-            let [a, b, c, e] = [cb[4 * r], cb[4 * r + 1], cb[4 * r + 2], cb[4 * r + 3]];
-            v[i] = _mm256_fmadd_ps(_mm256_set1_ps(a), p, _mm256_mul_ps(_mm256_set1_ps(b), q));
-            v[j] = _mm256_fmadd_ps(_mm256_set1_ps(c), p, _mm256_mul_ps(_mm256_set1_ps(e), q));
-        }
+    fn rot<V: Lanes>(v: &mut [V; 8], i: usize, j: usize, cb: &[f32; 28], r: usize) {
+        let (p, q) = (v[i], v[j]);
+        let [a, b, c, e] = [cb[4 * r], cb[4 * r + 1], cb[4 * r + 2], cb[4 * r + 3]];
+        v[i] = V::splat(a).fmadd(p, V::splat(b).mul(q));
+        v[j] = V::splat(c).fmadd(p, V::splat(e).mul(q));
     }
 
     /// The scaling of one register block (divided for the inverses).
     #[inline(always)]
-    fn scale8(v: &mut [__m256; 8], sc: Option<&[f32; 8]>, inverts: bool) {
+    fn scale<V: Lanes>(v: &mut [V; 8], sc: Option<&[f32; 8]>, inverts: bool) {
         let Some(sc) = sc else { return };
-        // SAFETY: AVX is enabled in every caller.
-        unsafe {
-            for (x, &s) in v.iter_mut().zip(sc) {
-                *x = if inverts { _mm256_div_ps(*x, _mm256_set1_ps(s)) } else { _mm256_mul_ps(*x, _mm256_set1_ps(s)) };
-            }
+        for (x, &s) in v.iter_mut().zip(sc) {
+            *x = if inverts { x.div(V::splat(s)) } else { x.mul(V::splat(s)) };
         }
     }
 
-    /// See [`Transposer::tree8`]; returns whether every input (if `CHECK`)
-    /// and every output is finite.
+    /// One register block of the tree on rows (as many rows as `V` has
+    /// lanes): see [`Transposer::tree8`]; returns whether every input (if
+    /// `CHECK`) and every output is finite.
+    ///
+    /// # Safety
+    /// `V`'s instruction set and FMA; `src` readable at `l * ss + a`, `p`
+    /// writable at `l * ld + a` for `a < 8` and every lane `l`, `lead`
+    /// readable and writable at as many values as lanes.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn tree_block<V: Lanes, const ASC: bool, const CHECK: bool>(
+        src: *const f32,
+        ss: usize,
+        p: *mut f32,
+        ld: usize,
+        cb: &[f32; 28],
+        sc: Option<&[f32; 8]>,
+        inverts: bool,
+        lead: *mut f32,
+    ) -> (bool, bool) {
+        // SAFETY: as the function's contract says.
+        unsafe {
+            let mut v = V::load_t(src, ss);
+            let input_ok = !CHECK || V::finite(&v);
+            if ASC {
+                scale(&mut v, sc, inverts);
+                for t in 0..4 {
+                    rot(&mut v, 2 * t, 2 * t + 1, cb, t);
+                }
+                rot(&mut v, 0, 2, cb, 4);
+                rot(&mut v, 4, 6, cb, 5);
+                rot(&mut v, 0, 4, cb, 6);
+                v[0].store(lead);
+            } else {
+                v[0] = V::load(lead);
+                rot(&mut v, 0, 4, cb, 0);
+                rot(&mut v, 0, 2, cb, 1);
+                rot(&mut v, 4, 6, cb, 2);
+                for t in 0..4 {
+                    rot(&mut v, 2 * t, 2 * t + 1, cb, 3 + t);
+                }
+                scale(&mut v, sc, inverts);
+            }
+            let ok = V::finite(&v);
+            V::store_t(v, p, ld);
+            (input_ok, ok)
+        }
+    }
+
+    /// See [`Transposer::tree8`] and [`tree_block`].
     ///
     /// # Safety
     /// AVX2 and FMA; `src` readable at `l * ss + a`, `p` writable at
@@ -836,68 +1024,8 @@ mod x86 {
         inverts: bool,
         lead: *mut f32,
     ) -> (bool, bool) {
-        let mut v = load_t8(src, ss);
-        let input_ok = !CHECK || finite8(&v);
-        if ASC {
-            scale8(&mut v, sc, inverts);
-            for t in 0..4 {
-                rot8(&mut v, 2 * t, 2 * t + 1, cb, t);
-            }
-            rot8(&mut v, 0, 2, cb, 4);
-            rot8(&mut v, 4, 6, cb, 5);
-            rot8(&mut v, 0, 4, cb, 6);
-            _mm256_storeu_ps(lead, v[0]);
-        } else {
-            v[0] = _mm256_loadu_ps(lead);
-            rot8(&mut v, 0, 4, cb, 0);
-            rot8(&mut v, 0, 2, cb, 1);
-            rot8(&mut v, 4, 6, cb, 2);
-            for t in 0..4 {
-                rot8(&mut v, 2 * t, 2 * t + 1, cb, 3 + t);
-            }
-            scale8(&mut v, sc, inverts);
-        }
-        let ok = finite8(&v);
-        store_t8(v, p, ld);
-        (input_ok, ok)
-    }
-
-    /// Whether all eight registers hold finite values: `x - x` is +0 for a
-    /// finite `x` and NaN otherwise, so the OR of the differences has every
-    /// bit clear exactly when all are finite.
-    #[inline(always)]
-    fn finite8(v: &[__m256; 8]) -> bool {
-        // SAFETY: AVX is enabled in every caller.
-        unsafe {
-            let mut bad = _mm256_setzero_ps();
-            for x in v {
-                bad = _mm256_or_ps(bad, _mm256_sub_ps(*x, *x));
-            }
-            let bits = _mm256_castps_si256(bad);
-            _mm256_testz_si256(bits, bits) == 1
-        }
-    }
-
-    /// Two levels of an 8 x 8 transpose, within 128-bit halves: from four
-    /// registers holding rows `k` (low half) and `k + 4` (high half) of four
-    /// columns, the four columns (rows 0-3 low, 4-7 high); the same steps
-    /// turn four columns back into such row pairs. Shuffles only within
-    /// halves: the halves themselves are moved by the loads and stores.
-    #[inline(always)]
-    fn quad(r: [__m256; 4]) -> [__m256; 4] {
-        // SAFETY: AVX is enabled in every caller.
-        unsafe {
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            [
-                _mm256_shuffle_ps::<0x44>(t0, t2),
-                _mm256_shuffle_ps::<0xEE>(t0, t2),
-                _mm256_shuffle_ps::<0x44>(t1, t3),
-                _mm256_shuffle_ps::<0xEE>(t1, t3),
-            ]
-        }
+        // SAFETY: as the function's contract says.
+        unsafe { tree_block::<__m256, ASC, CHECK>(src, ss, p, ld, cb, sc, inverts, lead) }
     }
 
     /// The 8 x 8 block at `p` (row stride `ld`) transposed into registers
@@ -915,8 +1043,8 @@ mod x86 {
                 _mm_loadu_ps(p.add((k + 4) * ld + c)),
             )
         };
-        let a = quad([h(0, 0), h(1, 0), h(2, 0), h(3, 0)]);
-        let b = quad([h(0, 4), h(1, 4), h(2, 4), h(3, 4)]);
+        let a = <__m256 as Lanes>::quad([h(0, 0), h(1, 0), h(2, 0), h(3, 0)]);
+        let b = <__m256 as Lanes>::quad([h(0, 4), h(1, 4), h(2, 4), h(3, 4)]);
         [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
     }
 
@@ -928,7 +1056,7 @@ mod x86 {
     #[inline(always)]
     unsafe fn store_t8(v: [__m256; 8], p: *mut f32, ld: usize) {
         for (c, half) in [(0, [v[0], v[1], v[2], v[3]]), (4, [v[4], v[5], v[6], v[7]])] {
-            for (k, r) in quad(half).into_iter().enumerate() {
+            for (k, r) in <__m256 as Lanes>::quad(half).into_iter().enumerate() {
                 _mm_storeu_ps(p.add(k * ld + c), _mm256_castps256_ps128(r));
                 _mm_storeu_ps(p.add((k + 4) * ld + c), _mm256_extractf128_ps::<1>(r));
             }
@@ -963,32 +1091,7 @@ mod x86 {
         _mm256_storeu_pd(d.add(3 * ds), _mm256_permute2f128_pd::<0x31>(t1, t3));
     }
 
-    /// [`rot8`] on 16 rows.
-    #[inline(always)]
-    fn rot16(v: &mut [__m512; 8], i: usize, j: usize, cb: &[f32; 28], r: usize) {
-        // SAFETY: AVX-512 F is enabled in every caller.
-        unsafe {
-            let (p, q) = (v[i], v[j]);
-            let [a, b, c, e] = [cb[4 * r], cb[4 * r + 1], cb[4 * r + 2], cb[4 * r + 3]];
-            v[i] = _mm512_fmadd_ps(_mm512_set1_ps(a), p, _mm512_mul_ps(_mm512_set1_ps(b), q));
-            v[j] = _mm512_fmadd_ps(_mm512_set1_ps(c), p, _mm512_mul_ps(_mm512_set1_ps(e), q));
-        }
-    }
-
-    /// [`scale8`] on 16 rows.
-    #[inline(always)]
-    fn scale16(v: &mut [__m512; 8], sc: Option<&[f32; 8]>, inverts: bool) {
-        let Some(sc) = sc else { return };
-        // SAFETY: AVX-512 F is enabled in every caller.
-        unsafe {
-            for (x, &s) in v.iter_mut().zip(sc) {
-                *x = if inverts { _mm512_div_ps(*x, _mm512_set1_ps(s)) } else { _mm512_mul_ps(*x, _mm512_set1_ps(s)) };
-            }
-        }
-    }
-
-    /// See [`Transposer::tree16`]; returns whether every input (if `CHECK`)
-    /// and every output is finite.
+    /// See [`Transposer::tree16`] and [`tree_block`].
     ///
     /// # Safety
     /// AVX-512 F, AVX2 and FMA; `src` readable at `l * ss + a`, `p` writable
@@ -1007,67 +1110,14 @@ mod x86 {
         inverts: bool,
         lead: *mut f32,
     ) -> (bool, bool) {
-        let mut v = load_t16(src, ss);
-        let input_ok = !CHECK || finite16(&v);
-        if ASC {
-            scale16(&mut v, sc, inverts);
-            for t in 0..4 {
-                rot16(&mut v, 2 * t, 2 * t + 1, cb, t);
-            }
-            rot16(&mut v, 0, 2, cb, 4);
-            rot16(&mut v, 4, 6, cb, 5);
-            rot16(&mut v, 0, 4, cb, 6);
-            _mm512_storeu_ps(lead, v[0]);
-        } else {
-            v[0] = _mm512_loadu_ps(lead);
-            rot16(&mut v, 0, 4, cb, 0);
-            rot16(&mut v, 0, 2, cb, 1);
-            rot16(&mut v, 4, 6, cb, 2);
-            for t in 0..4 {
-                rot16(&mut v, 2 * t, 2 * t + 1, cb, 3 + t);
-            }
-            scale16(&mut v, sc, inverts);
-        }
-        let ok = finite16(&v);
-        store_t16(v, p, ld);
-        (input_ok, ok)
-    }
-
-    /// [`finite8`] on 16 rows.
-    #[inline(always)]
-    fn finite16(v: &[__m512; 8]) -> bool {
-        // SAFETY: AVX-512 F is enabled in every caller.
-        unsafe {
-            let mut bad = _mm512_setzero_si512();
-            for x in v {
-                bad = _mm512_or_si512(bad, _mm512_castps_si512(_mm512_sub_ps(*x, *x)));
-            }
-            _mm512_test_epi32_mask(bad, bad) == 0
-        }
-    }
-
-    /// [`quad`] on all four 128-bit quarters of 512-bit registers.
-    #[inline(always)]
-    fn quad16(r: [__m512; 4]) -> [__m512; 4] {
-        // SAFETY: AVX-512 F is enabled in every caller.
-        unsafe {
-            let t0 = _mm512_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm512_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm512_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm512_unpackhi_ps(r[2], r[3]);
-            [
-                _mm512_shuffle_ps::<0x44>(t0, t2),
-                _mm512_shuffle_ps::<0xEE>(t0, t2),
-                _mm512_shuffle_ps::<0x44>(t1, t3),
-                _mm512_shuffle_ps::<0xEE>(t1, t3),
-            ]
-        }
+        // SAFETY: as the function's contract says.
+        unsafe { tree_block::<__m512, ASC, CHECK>(src, ss, p, ld, cb, sc, inverts, lead) }
     }
 
     /// The 16 x 8 block at `p` (row stride `ld`) transposed into registers
     /// (`v[a]` = coordinate `a` of rows 0-15, in order): rows `k`, `k + 4`,
     /// `k + 8` and `k + 12` are loaded into the four quarters of one
-    /// register, then [`quad16`] transposes within quarters.
+    /// register, then [`Lanes::quad`] transposes within quarters.
     ///
     /// # Safety
     /// AVX-512 F; `p` readable at `l * ld + a` for `l < 16`, `a < 8`.
@@ -1080,8 +1130,8 @@ mod x86 {
             let r = _mm512_insertf32x4::<2>(r, _mm_loadu_ps(p.add((k + 8) * ld + c)));
             _mm512_insertf32x4::<3>(r, _mm_loadu_ps(p.add((k + 12) * ld + c)))
         };
-        let a = quad16([h(0, 0), h(1, 0), h(2, 0), h(3, 0)]);
-        let b = quad16([h(0, 4), h(1, 4), h(2, 4), h(3, 4)]);
+        let a = <__m512 as Lanes>::quad([h(0, 0), h(1, 0), h(2, 0), h(3, 0)]);
+        let b = <__m512 as Lanes>::quad([h(0, 4), h(1, 4), h(2, 4), h(3, 4)]);
         [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
     }
 
@@ -1095,7 +1145,7 @@ mod x86 {
         // SAFETY: as the function's contract says.
         unsafe {
             for (c, half) in [(0, [v[0], v[1], v[2], v[3]]), (4, [v[4], v[5], v[6], v[7]])] {
-                for (k, r) in quad16(half).into_iter().enumerate() {
+                for (k, r) in <__m512 as Lanes>::quad(half).into_iter().enumerate() {
                     _mm_storeu_ps(p.add(k * ld + c), _mm512_castps512_ps128(r));
                     _mm_storeu_ps(p.add((k + 4) * ld + c), _mm512_extractf32x4_ps::<1>(r));
                     _mm_storeu_ps(p.add((k + 8) * ld + c), _mm512_extractf32x4_ps::<2>(r));
