@@ -21,7 +21,8 @@
 //!
 //! Row-major batches are transposed tile by tile into this form, except for
 //! the tree with `d` a multiple of 8, which has a kernel of its own for rows
-//! (`tree_rows_fused`): one pass over the rows, 8 rows at a time, each
+//! (`tree_rows_fused`): one pass over the rows, 8 rows at a time (16 with
+//! AVX-512 where the row stride spreads them over the cache's sets), each
 //! 8 x 8 block (8 rows, 8 coordinates) transposed into registers, its first
 //! three stages applied there and transposed back; the later stages only
 //! touch every eighth coordinate (the blocks' leaders), which are gathered
@@ -1824,10 +1825,6 @@ mod tests {
         }
     }
 
-    /// Exact blocks (`[[a, b], [-b, a]]` bit for bit) are evaluated from two
-    /// coefficients: bitwise the four-coefficient results, for every layout,
-    /// kernel, operator, scaling, rows and columns. A strict block off by
-    /// an ulp keeps the rotation strict but not exact.
     /// AVX2 and AVX-512 do the same arithmetic on every lane (the 16-row
     /// register blocks of AVX-512 included), so their results are bitwise
     /// the same and [`Kernel::best`] may choose between them by speed alone.
@@ -1905,6 +1902,10 @@ mod tests {
         }
     }
 
+    /// Exact blocks (`[[a, b], [-b, a]]` bit for bit) are evaluated from two
+    /// coefficients: bitwise the four-coefficient results, for every layout,
+    /// kernel, operator, scaling, rows and columns. A strict block off by
+    /// an ulp keeps the rotation strict but not exact.
     #[test]
     fn exact_blocks_are_bitwise_the_four_coefficient_walk() {
         fn check<T: Real>(layout: Layout, d: usize, scaled: bool, seed: u64) {

@@ -370,9 +370,9 @@ mod x86 {
         scratch: &mut [T],
     ) -> (bool, bool) {
         if is_f32::<T>() {
-            rows::<Fused, Shuffles, T, 8, 16>(rot, op, src, x, tile, scratch)
+            rows::<Fused, Shuffles<false>, T, 8, 16>(rot, op, src, x, tile, scratch)
         } else {
-            rows::<Fused, Shuffles, T, 4, 8>(rot, op, src, x, tile, scratch)
+            rows::<Fused, Shuffles<false>, T, 4, 8>(rot, op, src, x, tile, scratch)
         }
     }
 
@@ -388,9 +388,9 @@ mod x86 {
         scratch: &mut [T],
     ) -> (bool, bool) {
         if is_f32::<T>() {
-            rows::<Fused, Shuffles512, T, 16, 64>(rot, op, src, x, tile, scratch)
+            rows::<Fused, Shuffles<true>, T, 16, 64>(rot, op, src, x, tile, scratch)
         } else {
-            rows::<Fused, Shuffles512, T, 8, 32>(rot, op, src, x, tile, scratch)
+            rows::<Fused, Shuffles<true>, T, 8, 32>(rot, op, src, x, tile, scratch)
         }
     }
 
@@ -448,7 +448,7 @@ mod x86 {
         work: &'w mut [T],
         geo: &Geometry,
     ) -> &'w [T] {
-        crate::grad::backward::<T, Shuffles>(rot, op, saved, dy, work, geo)
+        crate::grad::backward::<T, Shuffles<false>>(rot, op, saved, dy, work, geo)
     }
 
     /// # Safety
@@ -462,14 +462,16 @@ mod x86 {
         work: &'w mut [T],
         geo: &Geometry,
     ) -> &'w [T] {
-        crate::grad::backward::<T, Shuffles512>(rot, op, saved, dy, work, geo)
+        crate::grad::backward::<T, Shuffles<true>>(rot, op, saved, dy, work, geo)
     }
 
-    /// 8 x 8 transposes with AVX shuffles. Only instantiated inside the
-    /// functions above, which run after AVX2 was detected.
-    pub(super) struct Shuffles;
+    /// 8 x 8 transposes with AVX shuffles, and with `WIDE` the 16-row
+    /// register blocks of AVX-512 for `f32`. Only instantiated inside the
+    /// functions above, which run after AVX2 was detected (and AVX-512 F
+    /// and VL, for `WIDE`).
+    pub(super) struct Shuffles<const WIDE: bool>;
 
-    impl Transposer for Shuffles {
+    impl<const WIDE: bool> Transposer for Shuffles<WIDE> {
         #[inline(always)]
         fn tree8<T: Real>(
             asc: bool,
@@ -553,53 +555,10 @@ mod x86 {
                 false
             }
         }
-    }
-
-    /// [`Shuffles`] with the 16-row register blocks of AVX-512 for `f32`.
-    /// Only instantiated inside the AVX-512 wrappers above, which run after
-    /// AVX-512 F and VL, AVX2 and FMA were detected.
-    pub(super) struct Shuffles512;
-
-    impl Transposer for Shuffles512 {
-        #[inline(always)]
-        fn block8<T: Real>(src: &[T], ss: usize, dst: &mut [T], ds: usize) -> bool {
-            Shuffles::block8(src, ss, dst, ds)
-        }
-
-        #[inline(always)]
-        fn tree8<T: Real>(
-            asc: bool,
-            src: Option<(&[T], usize)>,
-            rows: &mut [T],
-            ld: usize,
-            cb: &[T],
-            sc: Option<&[T; 8]>,
-            inverts: bool,
-            lead: &mut [T],
-            finite: (&mut bool, &mut bool),
-        ) -> bool {
-            Shuffles::tree8(asc, src, rows, ld, cb, sc, inverts, lead, finite)
-        }
-
-        #[inline(always)]
-        fn recover8<T: Real>(
-            asc: bool,
-            y: &[T],
-            g: GradRows<'_, T>,
-            ld: usize,
-            cb: &[T],
-            sc: Option<&[T]>,
-            acc: &mut [T],
-            accs: &mut [T],
-            lz: &mut [T],
-            lg: &mut [T],
-        ) -> bool {
-            Shuffles::recover8(asc, y, g, ld, cb, sc, acc, accs, lz, lg)
-        }
 
         #[inline(always)]
         fn wide<T: Real>() -> bool {
-            TypeId::of::<T>() == TypeId::of::<f32>()
+            WIDE && TypeId::of::<T>() == TypeId::of::<f32>()
         }
 
         #[inline(always)]
@@ -614,13 +573,16 @@ mod x86 {
             lead: &mut [T],
             finite: (&mut bool, &mut bool),
         ) -> bool {
-            // SAFETY: AVX-512 F and VL, AVX2 and FMA are present (see the
-            // struct's note).
+            if !WIDE {
+                return false;
+            }
+            // SAFETY: with `WIDE`, AVX-512 F and VL, AVX2 and FMA are present
+            // (see the struct's note).
             unsafe { tree_rows::<T, 16>(asc, src, rows, ld, cb, sc, inverts, lead, finite) }
         }
     }
 
-    /// [`Shuffles::tree8`] (`R = 8`) and [`Shuffles512::tree16`] (`R = 16`):
+    /// [`Shuffles::tree8`] (`R = 8`) and [`Shuffles::tree16`] (`R = 16`):
     /// the bounds checked once, the slices cast to `f32`, the kernel for
     /// the direction and the source.
     ///
