@@ -931,7 +931,8 @@ fn tile_rows_fused<T: Real, X: Transposer>(
     scratch: &mut [T],
 ) {
     use crate::kernel::{
-        first_offsets, first_stages, gather_leaders, load_block, scatter_leaders, store_block, ROW_BLOCK as B,
+        first_offsets, first_plane, first_stages, gather_leaders, load_block, scatter_leaders, store_block,
+        ROW_BLOCK as B,
     };
     let d = rot.dim();
     let q = d / B;
@@ -983,6 +984,30 @@ fn tile_rows_fused<T: Real, X: Transposer>(
                 f.copy_from_slice(&blk.to_array());
             }
             (cbs[p], idxs[p]) = (cb, idx);
+        }
+        // Both blocks of a pair in one register per row where the
+        // instruction set has 16 lanes (see `Transposer::recover_pair`).
+        if pair.len() == PAIR && X::pair::<T>() {
+            let at = b0 * B;
+            let mut red = [T::zero(); 7 * 2 * B];
+            let (lzp, lgp) = (&mut lz[b0 * w8..(b0 + PAIR) * w8], &mut lg[b0 * w8..(b0 + PAIR) * w8]);
+            let sc = rot.scale().map(|s| &s[at..at + PAIR * B]);
+            let cb = [&flats[0][..], &flats[1][..]];
+            let (ys, gs) = (&y[at..], g.tail(at));
+            if X::recover_pair(asc, ys, gs, &py[at..], &mut pg[at..], d, full, w8, cb, sc, lzp, lgp, &mut red) {
+                let v = |acc: usize, lane: usize| red[2 * B * acc + lane];
+                for (p, b) in pair.clone().enumerate() {
+                    for (r, &at) in idxs[p].iter().enumerate().take(B - 1) {
+                        let (s, i, j) = first_plane(asc, r);
+                        let (li, lj) = (B * p + i, B * p + j);
+                        put_block(op, outb, at, [v(s, li), v(3 + s, lj), v(3 + s, li), v(s, lj)]);
+                    }
+                    if rot.scale().is_some() {
+                        outs[b * B..b * B + B].copy_from_slice(&red[12 * B + B * p..12 * B + B * p + B]);
+                    }
+                }
+                continue;
+            }
         }
         let mut sums = [[[[T::zero(); LANES]; 4]; B]; PAIR];
         let mut scale_sums = [[[T::zero(); LANES]; B]; PAIR];

@@ -977,6 +977,21 @@ pub(crate) fn first_stages<T: Real>(
     (cb, idx)
 }
 
+/// Stage and plane `(i, j)` (coordinates within its 8-coordinate block) of
+/// block `r` of a row of [`first_stages`] in the order `asc` gives.
+#[inline(always)]
+pub(crate) const fn first_plane(asc: bool, r: usize) -> (usize, usize, usize) {
+    // Ascending: stage 0's four planes, stage 1's two, stage 2's one;
+    // descending: stage 2, stage 1, stage 0 (each stage's planes in order).
+    match (asc, r) {
+        (true, 0..=3) => (0, 2 * r, 2 * r + 1),
+        (true, 4) | (false, 1) => (1, 0, 2),
+        (true, 5) | (false, 2) => (1, 4, 6),
+        (false, 3..) => (0, 2 * (r - 3), 2 * (r - 3) + 1),
+        _ => (2, 0, 4),
+    }
+}
+
 /// Parameter offsets of the tree's first three stages (`d >= 8`).
 #[inline(always)]
 pub(crate) fn first_offsets(d: usize) -> [usize; 3] {
@@ -1383,6 +1398,43 @@ pub(crate) trait Transposer {
     ) -> bool {
         false
     }
+
+    /// Whether [`Transposer::recover_pair`] handles `T`.
+    #[inline(always)]
+    fn pair<T: Real>() -> bool {
+        false
+    }
+
+    /// [`Transposer::recover8`] on two adjacent 8-coordinate blocks of all
+    /// the rows `r < w8` of a tile, one register per row: rows below `full`
+    /// from `y` and `g`, the others from the zero-padded copies `py`, `pg`
+    /// (row `r` at `(r - full) * ld`); `cb` the two blocks' step blocks,
+    /// `sc` their 16 scales, the leaders of the first block at `lz[r]`,
+    /// `lg[r]`, of the second at `w8 + r`. The sums go to `out` already
+    /// reduced over the lanes (as `grad::reduce`), 16 values each: the
+    /// products `g_i z_i` and `g_j z_j` of stages 0, 1 and 2 at the lanes of
+    /// their planes' coordinates `(i, j)`, then `g_j z_i` and `g_i z_j`, then
+    /// the scaling's. Every value bitwise as `recover8` gives it. `false` if
+    /// not handled (nothing is touched).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn recover_pair<T: Real>(
+        _asc: bool,
+        _y: &[T],
+        _g: GradRows<'_, T>,
+        _py: &[T],
+        _pg: &mut [T],
+        _ld: usize,
+        _full: usize,
+        _w8: usize,
+        _cb: [&[T]; 2],
+        _sc: Option<&[T]>,
+        _lz: &mut [T],
+        _lg: &mut [T],
+        _out: &mut [T],
+    ) -> bool {
+        false
+    }
 }
 
 /// No shuffles: element by element.
@@ -1739,10 +1791,46 @@ mod tests {
     }
 
     /// The backward is compiled for each kernel's instruction set without
-    /// fusing products: bitwise the portable result.
+    /// fusing products: bitwise the portable result (`f32` and `f64`, both
+    /// operators, with and without scaling, row counts that leave a partial
+    /// group of 8 or no whole one).
     #[test]
     fn backward_is_bitwise_the_same_on_every_kernel() {
         use crate::grad::{vjp_rows, workspace_len, Saved};
+        fn check<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, op: Op) {
+            let mut seed = d as u64 ^ (n as u64) << 20;
+            let bl = blocks::<T>(layout.num_rotations(d), quasi, &mut seed);
+            let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.25 * rng(&mut seed))).collect();
+            let sc = scaled.then_some(&sc[..]);
+            let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            let g0: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            let mut results = Vec::new();
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let rot =
+                    if quasi { Rotation::quasi(layout, d, &bl, sc) } else { Rotation::strict(layout, d, &bl, sc) }
+                        .expect("rotation")
+                        .with_kernel(k)
+                        .expect("available");
+                // The strict backward from the output too (the fused tree),
+                // the same output for every kernel (the portable forward's).
+                let mut y = x.clone();
+                rot.with_kernel(Kernel::Portable).expect("portable").apply_rows(op, &mut y).expect("fwd");
+                let strict = [Saved::Input(&x[..]), Saved::Output(&y[..])];
+                let mut flat = Vec::new();
+                for saved in strict.into_iter().take(if quasi { 1 } else { 2 }) {
+                    let mut g = g0.clone();
+                    let mut db = alloc::vec![Block::default(); bl.len()];
+                    let mut ds = alloc::vec![T::zero(); d];
+                    let mut work = alloc::vec![T::zero(); workspace_len(&rot, saved)];
+                    let dsc = scaled.then_some(&mut ds[..]);
+                    vjp_rows(&rot, op, saved, &mut g, &mut db, dsc, &mut work).expect("vjp");
+                    let blocks = db.iter().flat_map(|b| b.to_array());
+                    flat.extend(g.iter().copied().chain(blocks).chain(ds).map(|v| v.to_f64().to_bits()));
+                }
+                results.push(flat);
+            }
+            assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?} d={d} n={n} {op:?} scaled={scaled}");
+        }
         for (layout, d, n, quasi) in [
             (Layout::Tree, 37, 70, false),
             (Layout::Tree, 300, 70, false),
@@ -1751,37 +1839,14 @@ mod tests {
             (Layout::Chain, 20, 33, true),
             (Layout::Full, 9, 17, true),
         ] {
-            let mut seed = d as u64;
-            let bl = blocks::<f64>(layout.num_rotations(d), quasi, &mut seed);
-            let x: Vec<f64> = (0..n * d).map(|_| rng(&mut seed)).collect();
-            let g0: Vec<f64> = (0..n * d).map(|_| rng(&mut seed)).collect();
-            let mut results = Vec::new();
-            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                let rot =
-                    if quasi { Rotation::quasi(layout, d, &bl, None) } else { Rotation::strict(layout, d, &bl, None) }
-                        .expect("rotation")
-                        .with_kernel(k)
-                        .expect("available");
-                // The strict backward from the output too (the fused tree),
-                // the same output for every kernel (the portable forward's).
-                let mut y = x.clone();
-                rot.with_kernel(Kernel::Portable).expect("portable").apply_rows(Op::Transpose, &mut y).expect("fwd");
-                let strict = [Saved::Input(&x[..]), Saved::Output(&y[..])];
-                let mut flat = Vec::new();
-                for saved in strict.into_iter().take(if quasi { 1 } else { 2 }) {
-                    let mut g = g0.clone();
-                    let mut db = alloc::vec![Block::default(); bl.len()];
-                    let mut work = alloc::vec![0.0; workspace_len(&rot, saved)];
-                    vjp_rows(&rot, Op::Transpose, saved, &mut g, &mut db, None, &mut work).expect("vjp");
-                    flat.extend(
-                        g.iter()
-                            .chain(db.iter().flat_map(|b| b.to_array()).collect::<Vec<_>>().iter())
-                            .map(|v| v.to_bits()),
-                    );
+            check::<f64>(layout, d, n, quasi, false, Op::Transpose);
+        }
+        for (d, n) in [(16, 5), (48, 13), (64, 72), (96, 70), (776, 24), (768, 136)] {
+            for op in [Op::Transpose, Op::Forward] {
+                for scaled in [false, true] {
+                    check::<f32>(Layout::Tree, d, n, false, scaled, op);
                 }
-                results.push(flat);
             }
-            assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?}");
         }
     }
 

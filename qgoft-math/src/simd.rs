@@ -580,6 +580,71 @@ mod x86 {
             // (see the struct's note).
             unsafe { tree_rows::<T, 16>(asc, src, rows, ld, cb, sc, inverts, lead, finite) }
         }
+
+        #[inline(always)]
+        fn pair<T: Real>() -> bool {
+            WIDE && TypeId::of::<T>() == TypeId::of::<f32>()
+        }
+
+        #[inline(always)]
+        fn recover_pair<T: Real>(
+            asc: bool,
+            y: &[T],
+            g: GradRows<'_, T>,
+            py: &[T],
+            pg: &mut [T],
+            ld: usize,
+            full: usize,
+            w8: usize,
+            cb: [&[T]; 2],
+            sc: Option<&[T]>,
+            lz: &mut [T],
+            lg: &mut [T],
+            out: &mut [T],
+        ) -> bool {
+            if !Self::pair::<T>() || w8 == 0 {
+                return false;
+            }
+            // Bounds checked here, once: every access below is inside.
+            let span = |rows: usize| if rows == 0 { 0 } else { (rows - 1) * ld + 16 };
+            let y = &y[..span(full)];
+            let (py, pg) = (&py[..span(w8 - full)], &mut pg[..span(w8 - full)]);
+            // A read-only `g` is never written through the pointer below.
+            let (gp, write) = match g {
+                GradRows::Write(g) => (g[..span(full)].as_mut_ptr().cast::<f32>(), true),
+                GradRows::Read(g) => (g[..span(full)].as_ptr().cast::<f32>().cast_mut(), false),
+            };
+            let cb0: &[f32; 28] = cast_ref::<[T; 28], _>(cb[0][..28].try_into().expect("7 blocks"));
+            let cb1: &[f32; 28] = cast_ref::<[T; 28], _>(cb[1][..28].try_into().expect("7 blocks"));
+            let sc: Option<&[f32; 16]> = sc.map(|s| cast_ref::<[T; 16], _>(s[..16].try_into().expect("16 scales")));
+            let lz = lz[..2 * w8].as_mut_ptr().cast::<f32>();
+            let lg = lg[..2 * w8].as_mut_ptr().cast::<f32>();
+            let out: &mut [f32; 112] = cast_mut::<[T; 112], _>((&mut out[..112]).try_into().expect("7 x 16 sums"));
+            let (yp, pyp, pgp) = (y.as_ptr().cast::<f32>(), py.as_ptr().cast::<f32>(), pg.as_mut_ptr().cast::<f32>());
+            // SAFETY: `T` is `f32` (checked by `pair`), so the slices hold
+            // `f32`; `y` and `g` cover `r * ld + a` for `r < full`, `py`
+            // and `pg` `(r - full) * ld + a` for `full <= r < w8`, `a < 16`,
+            // and `g` is written only when it came writable; `lz` and `lg`
+            // hold `2 w8` values; with `WIDE`, AVX-512 F and VL, AVX2 and
+            // FMA are present (see the struct's note).
+            unsafe {
+                match (asc, write) {
+                    (true, true) => {
+                        recover_pair_f32::<true, true>(yp, gp, pyp, pgp, ld, full, w8, cb0, cb1, sc, lz, lg, out)
+                    }
+                    (true, false) => {
+                        recover_pair_f32::<true, false>(yp, gp, pyp, pgp, ld, full, w8, cb0, cb1, sc, lz, lg, out)
+                    }
+                    (false, true) => {
+                        recover_pair_f32::<false, true>(yp, gp, pyp, pgp, ld, full, w8, cb0, cb1, sc, lz, lg, out)
+                    }
+                    (false, false) => {
+                        recover_pair_f32::<false, false>(yp, gp, pyp, pgp, ld, full, w8, cb0, cb1, sc, lz, lg, out)
+                    }
+                }
+            }
+            true
+        }
     }
 
     /// [`Shuffles::tree8`] (`R = 8`) and [`Shuffles::tree16`] (`R = 16`):
@@ -1113,6 +1178,303 @@ mod x86 {
                     _mm_storeu_ps(p.add((k + 8) * ld + c), _mm512_extractf32x4_ps::<2>(r));
                     _mm_storeu_ps(p.add((k + 12) * ld + c), _mm512_extractf32x4_ps::<3>(r));
                 }
+            }
+        }
+    }
+
+    /// The index vector (for `_mm512_permutex2var_ps`, 16 values from
+    /// block `b`'s table row, then 16 from block `b + 1`'s) that gives each
+    /// lane of stage `s` of a pair of 8-coordinate blocks the coefficient
+    /// `ci` (`0..4` for `[a, b, c, e]`) of its plane if the lane is the
+    /// plane's first coordinate, `cj` if it is the second; the stage's
+    /// entries start at `rel` in the loaded values. Lanes the stage does
+    /// not touch take lane 0 of their half.
+    const fn coef_index(s: usize, rel: usize, ci: usize, cj: usize) -> [i32; 16] {
+        let mut idx = [0i32; 16];
+        let dist: usize = 1 << s;
+        let mut l = 0usize;
+        while l < 16 {
+            let (h, k) = (l / 8, l % 8);
+            let mut at = 16 * h;
+            if k.is_multiple_of(dist) {
+                let t = k / (2 * dist);
+                let c = if (k / dist).is_multiple_of(2) { ci } else { cj };
+                at += rel + 4 * t + c;
+            }
+            idx[l] = at as i32;
+            l += 1;
+        }
+        idx
+    }
+
+    /// Where the stages' entries lie in a table row of 28 (7 blocks in the
+    /// order they are applied, see `kernel::first_stages`): `[0]` where the
+    /// 16 values holding stage 0 are loaded from, `[3]` where the 12 holding
+    /// stages 1 and 2 are, and `[1]`, `[2]` where those two stages start
+    /// within them.
+    const fn stage_offsets(asc: bool) -> [usize; 4] {
+        if asc {
+            // Stage 0 (4 blocks) at 0, stage 1 (2) at 16, stage 2 at 24.
+            [0, 0, 8, 16]
+        } else {
+            // Stage 2 at 0, stage 1 at 4, stage 0 at 12.
+            [12, 4, 0, 0]
+        }
+    }
+
+    /// The index vector of [`coef_index`] for stage `s` of a table row in
+    /// the order `ASC` gives.
+    const fn stage_index<const ASC: bool>(s: usize, ci: usize, cj: usize) -> [i32; 16] {
+        let o = stage_offsets(ASC);
+        coef_index(s, if s == 0 { 0 } else { o[s] }, ci, cj)
+    }
+
+    /// The coefficient registers of the backward's first three stages on a
+    /// pair of 8-coordinate blocks (`cb0`, `cb1`: 7 step blocks `[a, b, c,
+    /// e]` each, in the order `ASC` undoes them), one per stage: `c1` holds
+    /// `a` in the lanes of the planes' first coordinates and `e` in those of
+    /// their second, `c2` holds `c` and `b`.
+    ///
+    /// # Safety
+    /// AVX-512 F.
+    #[inline(always)]
+    unsafe fn pair_coefs<const ASC: bool>(cb0: &[f32; 28], cb1: &[f32; 28]) -> ([__m512; 3], [__m512; 3]) {
+        // SAFETY: AVX-512 F (the caller's contract); 16 values from
+        // `o[0]` (at most 12) and 12 from `o[3]` (at most 16) lie inside
+        // the 28 of each table row.
+        unsafe {
+            let o = stage_offsets(ASC);
+            let a0 = _mm512_loadu_ps(cb0.as_ptr().add(o[0]));
+            let b0 = _mm512_loadu_ps(cb1.as_ptr().add(o[0]));
+            let a1 = _mm512_maskz_loadu_ps(0x0FFF, cb0.as_ptr().add(o[3]));
+            let b1 = _mm512_maskz_loadu_ps(0x0FFF, cb1.as_ptr().add(o[3]));
+            (
+                [
+                    perm2(a0, &const { stage_index::<ASC>(0, 0, 3) }, b0),
+                    perm2(a1, &const { stage_index::<ASC>(1, 0, 3) }, b1),
+                    perm2(a1, &const { stage_index::<ASC>(2, 0, 3) }, b1),
+                ],
+                [
+                    perm2(a0, &const { stage_index::<ASC>(0, 2, 1) }, b0),
+                    perm2(a1, &const { stage_index::<ASC>(1, 2, 1) }, b1),
+                    perm2(a1, &const { stage_index::<ASC>(2, 2, 1) }, b1),
+                ],
+            )
+        }
+    }
+
+    /// Lane `l` from lane `idx[l]` of `a` (below 16) or of `b` (16 on).
+    ///
+    /// # Safety
+    /// AVX-512 F.
+    #[inline(always)]
+    unsafe fn perm2(a: __m512, idx: &[i32; 16], b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F (the caller's contract); `idx` holds 16 values.
+        unsafe { _mm512_permutex2var_ps(a, _mm512_loadu_epi32(idx.as_ptr()), b) }
+    }
+
+    /// The lanes stage `S` of a pair kernel changes (both coordinates of
+    /// each of its planes).
+    const fn stage_mask(s: usize) -> __mmask16 {
+        [0xFFFF, 0x5555, 0x1111][s]
+    }
+
+    /// Each plane's two coordinates of stage `S` exchanged (lane `i` gets
+    /// lane `i ^ 2^S`).
+    ///
+    /// # Safety
+    /// AVX-512 F.
+    #[inline(always)]
+    unsafe fn swap<const S: usize>(v: __m512) -> __m512 {
+        // SAFETY: AVX-512 F (the caller's contract).
+        unsafe {
+            match S {
+                0 => _mm512_permute_ps::<0xB1>(v),
+                1 => _mm512_permute_ps::<0x4E>(v),
+                _ => _mm512_shuffle_f32x4::<0xB1>(v, v),
+            }
+        }
+    }
+
+    /// Lanes 0 and 8 (the two blocks' leaders) to `p` and `p + off`.
+    ///
+    /// # Safety
+    /// AVX-512 F; `p` and `p + off` writable.
+    #[inline(always)]
+    unsafe fn store_leaders(v: __m512, p: *mut f32, off: usize) {
+        // SAFETY: as the function's contract says.
+        unsafe {
+            _mm_store_ss(p, _mm512_castps512_ps128(v));
+            _mm_store_ss(p.add(off), _mm512_extractf32x4_ps::<2>(v));
+        }
+    }
+
+    /// `v` with lanes 0 and 8 from `p` and `p + off`.
+    ///
+    /// # Safety
+    /// AVX-512 F; `p` and `p + off` readable.
+    #[inline(always)]
+    unsafe fn load_leaders(v: __m512, p: *const f32, off: usize) -> __m512 {
+        // SAFETY: as the function's contract says.
+        unsafe {
+            let v = _mm512_mask_broadcastss_ps(v, 0x0001, _mm_load_ss(p));
+            _mm512_mask_broadcastss_ps(v, 0x0100, _mm_load_ss(p.add(off)))
+        }
+    }
+
+    /// The scaling step backward on a row's 16 coordinates, as
+    /// `grad::scale_back_block`: `z <- z / s`, `acc[6] += g z`, `g <- s g`.
+    ///
+    /// # Safety
+    /// AVX-512 F.
+    #[inline(always)]
+    unsafe fn scale_back16(z: &mut __m512, g: &mut __m512, s: Option<__m512>, acc: &mut [__m512; 7]) {
+        let Some(s) = s else { return };
+        // SAFETY: AVX-512 F (the caller's contract).
+        unsafe {
+            let zz = _mm512_div_ps(*z, s);
+            acc[6] = _mm512_add_ps(acc[6], _mm512_mul_ps(*g, zz));
+            *z = zz;
+            *g = _mm512_mul_ps(*g, s);
+        }
+    }
+
+    /// How far ahead (in values) the pair kernels fetch each row.
+    const PREFETCH: usize = 32;
+
+    /// One step of the strict backward (stage `S`) on the registers of a
+    /// row's 16 coordinates, as `grad::lanes_recover` (no fused products):
+    /// for each plane `(i, j)` of the stage, the input recovered as
+    /// `M^T z'` (lane `i`: `a z_i + c z_j`, lane `j`: `e z_j + b z_i`; `c1`
+    /// holds `a` and `e`, `c2` `c` and `b`), the products `g_i z_i`,
+    /// `g_j z_j` summed into `acc[S]` and `g_j z_i`, `g_i z_j` into
+    /// `acc[3 + S]`, the gradient propagated as `M^T g'`. The sums commute,
+    /// so each value is bitwise the portable one.
+    ///
+    /// # Safety
+    /// AVX-512 F.
+    #[inline(always)]
+    unsafe fn pair_recover<const S: usize>(
+        z: &mut __m512,
+        g: &mut __m512,
+        c1: __m512,
+        c2: __m512,
+        acc: &mut [__m512; 7],
+    ) {
+        // SAFETY: AVX-512 F (the caller's contract).
+        unsafe {
+            let k = stage_mask(S);
+            let (sz, sg) = (swap::<S>(*z), swap::<S>(*g));
+            let zn = _mm512_mask_add_ps(*z, k, _mm512_mul_ps(c1, *z), _mm512_mul_ps(c2, sz));
+            acc[S] = _mm512_add_ps(acc[S], _mm512_mul_ps(*g, zn));
+            acc[3 + S] = _mm512_add_ps(acc[3 + S], _mm512_mul_ps(sg, zn));
+            *g = _mm512_mask_add_ps(*g, k, _mm512_mul_ps(c1, *g), _mm512_mul_ps(c2, sg));
+            *z = zn;
+        }
+    }
+
+    /// One row of [`recover_pair_f32`]: its 16 coordinates of `y` and `g`
+    /// (written back if `WRITE`), the sums into `acc`, the leaders to or
+    /// from `lz`, `lg` and `lz + off`, `lg + off`.
+    ///
+    /// # Safety
+    /// AVX-512 F; `y` readable, `g` readable (and writable if `WRITE`) at 16
+    /// values, `lz` and `lg` readable and writable at 0 and `off`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn recover_row<const ASC: bool, const WRITE: bool>(
+        y: *const f32,
+        g: *mut f32,
+        (c1, c2): ([__m512; 3], [__m512; 3]),
+        s: Option<__m512>,
+        acc: &mut [__m512; 7],
+        lz: *mut f32,
+        lg: *mut f32,
+        off: usize,
+    ) {
+        // SAFETY: as the function's contract says.
+        unsafe {
+            // The pairs walk the rows coordinates outermost: fetch this
+            // row's lines of the pair after next.
+            _mm_prefetch::<_MM_HINT_T0>(y.wrapping_add(PREFETCH).cast());
+            _mm_prefetch::<_MM_HINT_T0>(g.wrapping_add(PREFETCH).cast());
+            let mut z = _mm512_loadu_ps(y);
+            let mut gv = _mm512_loadu_ps(g);
+            if ASC {
+                scale_back16(&mut z, &mut gv, s, acc);
+                pair_recover::<0>(&mut z, &mut gv, c1[0], c2[0], acc);
+                pair_recover::<1>(&mut z, &mut gv, c1[1], c2[1], acc);
+                pair_recover::<2>(&mut z, &mut gv, c1[2], c2[2], acc);
+                store_leaders(z, lz, off);
+                store_leaders(gv, lg, off);
+            } else {
+                z = load_leaders(z, lz, off);
+                gv = load_leaders(gv, lg, off);
+                pair_recover::<2>(&mut z, &mut gv, c1[2], c2[2], acc);
+                pair_recover::<1>(&mut z, &mut gv, c1[1], c2[1], acc);
+                pair_recover::<0>(&mut z, &mut gv, c1[0], c2[0], acc);
+                scale_back16(&mut z, &mut gv, s, acc);
+            }
+            if WRITE {
+                _mm512_storeu_ps(g, gv);
+            }
+        }
+    }
+
+    /// See [`Transposer::recover_pair`]: rows `r < w8` of a pair of blocks,
+    /// one register per row, the rows of each lane class (`r % 8`) in turn
+    /// so that their sums stay in registers.
+    ///
+    /// # Safety
+    /// AVX-512 F; `y` readable and `g` readable (and writable if `WRITE`) at
+    /// `r * ld + a` for `r < full`, `py` readable and `pg` writable at
+    /// `(r - full) * ld + a` for `full <= r < w8`, `a < 16`; `lz` and `lg`
+    /// readable and writable at `r` and `w8 + r`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn recover_pair_f32<const ASC: bool, const WRITE: bool>(
+        y: *const f32,
+        g: *mut f32,
+        py: *const f32,
+        pg: *mut f32,
+        ld: usize,
+        full: usize,
+        w8: usize,
+        cb0: &[f32; 28],
+        cb1: &[f32; 28],
+        sc: Option<&[f32; 16]>,
+        lz: *mut f32,
+        lg: *mut f32,
+        out: &mut [f32; 112],
+    ) {
+        // SAFETY: as the function's contract says.
+        unsafe {
+            // Lane `i` of a plane takes `a` (first register) and `c`, lane
+            // `j` takes `e` and `b`.
+            let (c1, c2) = pair_coefs::<ASC>(cb0, cb1);
+            // (The closure inherits the function's instruction sets.)
+            let s = sc.map(|s| _mm512_loadu_ps(s.as_ptr()));
+            let mut classes = [[_mm512_setzero_ps(); 7]; 8];
+            for (k, acc) in classes.iter_mut().enumerate() {
+                let mut r = k;
+                while r < full {
+                    let (yp, gp) = (y.add(r * ld), g.add(r * ld));
+                    recover_row::<ASC, WRITE>(yp, gp, (c1, c2), s, acc, lz.add(r), lg.add(r), w8);
+                    r += 8;
+                }
+                while r < w8 {
+                    let (yp, gp) = (py.add((r - full) * ld), pg.add((r - full) * ld));
+                    recover_row::<ASC, true>(yp, gp, (c1, c2), s, acc, lz.add(r), lg.add(r), w8);
+                    r += 8;
+                }
+            }
+            // The classes' sums pairwise, as `grad::reduce`.
+            for (v, o) in out.chunks_exact_mut(16).enumerate() {
+                let c = classes.map(|a| a[v]);
+                let lo = _mm512_add_ps(_mm512_add_ps(c[0], c[1]), _mm512_add_ps(c[2], c[3]));
+                let hi = _mm512_add_ps(_mm512_add_ps(c[4], c[5]), _mm512_add_ps(c[6], c[7]));
+                _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(lo, hi));
             }
         }
     }
