@@ -912,7 +912,9 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
 /// `g` (overwritten by the input gradient if writable, else only read):
 /// for each pair of blocks of 8 coordinates, every group of 8 rows is
 /// transposed into registers one block at a time, the first three stages
-/// (and the scaling) are undone there and the gradient transposed back;
+/// (and the scaling) are undone there and the gradient transposed back (or,
+/// where a register holds a row's 16 coordinates, both blocks of the pair
+/// are undone a row at a time, see [`Transposer::recover_pair`]);
 /// the later stages act only on the blocks' first
 /// coordinates (leaders), gathered into two tiles of `ceil8(w)` lanes, with
 /// [`tree_recover`]. A last group of fewer than 8 rows goes through
