@@ -104,7 +104,7 @@
 use crate::apply::rotate_lanes;
 use crate::error::{check_finite, check_len, Error, Result};
 use crate::kernel::{gather, transpose, GradRows, Transposer};
-use crate::{AngleMap, Block, Op, Real, Rotation, Stage};
+use crate::{AngleMap, Block, Layout, Op, Real, Rotation, Stage};
 
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
@@ -123,6 +123,18 @@ const STRICT_TILE_BUDGET: usize = 49152;
 
 /// Widest tile of rows processed at once.
 const MAX_TILE: usize = 64;
+
+/// Coordinates per block of [`backward_cross`]: the tree's first four
+/// stages act within each block of 16.
+const CROSS: usize = 16;
+
+/// Most rows per tile of [`backward_cross`].
+const CROSS_TILE: usize = 64;
+
+/// Target number of scalars in one tile of [`backward_cross`]: the tile's
+/// rows of both inputs, read once to gather the leaders and again for the
+/// sums, stay in the second-level cache between the two.
+const CROSS_BUDGET: usize = 65536;
 
 /// What the backward pass is given of the forward pass (see the
 /// [module documentation](self)).
@@ -175,6 +187,9 @@ pub(crate) struct Geometry {
     /// Whether the tiles go through the row-major fused backward of the
     /// tree ([`tile_rows_fused`]).
     rows_fused: bool,
+    /// Whether the run is [`backward_cross`] (then `g_len` is the length of
+    /// its sums per tile).
+    cross: bool,
 }
 
 impl Geometry {
@@ -200,14 +215,29 @@ impl Geometry {
             Saved::Output(_) => 0,
             Saved::Input(_) => 2 * nb * tw,
         };
-        Self { d, n, tw, tiles, levels, g_len, save_len, rows_fused }
+        Self { d, n, tw, tiles, levels, g_len, save_len, rows_fused, cross: false }
+    }
+
+    /// The sizes of [`backward_cross`] on `n` rows (`rot` as
+    /// [`cross_fits`] requires).
+    fn cross<T: Real>(rot: &Rotation<'_, T>, n: usize) -> Self {
+        let d = rot.dim();
+        let q = d / CROSS;
+        let tw = (CROSS_BUDGET / d / LANES * LANES).clamp(32, CROSS_TILE).min(n.div_ceil(LANES) * LANES);
+        let tiles = n.div_ceil(tw);
+        let levels = (usize::BITS - tiles.leading_zeros()) as usize;
+        let g_len = 4 * (q - 1) + CROSS * CROSS * q;
+        Self { d, n, tw, tiles, levels, g_len, save_len: 0, rows_fused: false, cross: true }
     }
 
     fn workspace_len(&self) -> usize {
         if self.n == 0 {
             return 0;
         }
-        if self.rows_fused {
+        if self.cross {
+            // Levels, two leader tiles, the block gradients.
+            self.levels * self.g_len + 2 * (self.d / CROSS) * self.tw + 4 * (self.d - 1)
+        } else if self.rows_fused {
             self.levels * self.g_len + self.fused_len()
         } else {
             self.plain_len()
@@ -371,7 +401,20 @@ pub fn vjp_rows_owned<T: Real>(
 /// # Ok::<(), qgoft_math::Error>(())
 /// ```
 pub fn workspace_len_from_input<T: Real>(rot: &Rotation<'_, T>, x: &[T]) -> usize {
-    workspace_len(rot, Saved::Output(x))
+    let plain = workspace_len(rot, Saved::Output(x));
+    if cross_fits(rot) && !x.is_empty() {
+        plain.max(Geometry::cross(rot, x.len() / rot.dim()).workspace_len())
+    } else {
+        plain
+    }
+}
+
+/// Whether [`vjp_rows_from_input`] of [`Op::Transpose`] goes through
+/// [`backward_cross`]: the tree of exact blocks without scaling, `d` a
+/// multiple of 16.
+fn cross_fits<T: Real>(rot: &Rotation<'_, T>) -> bool {
+    let d = rot.dim();
+    rot.layout() == Layout::Tree && rot.is_strict() && rot.scale().is_none() && d >= CROSS && d.is_multiple_of(CROSS)
 }
 
 /// The block gradients of an exact rotation without scaling applied to each
@@ -461,6 +504,7 @@ pub fn vjp_rows_from_input<T: Real>(
     if geo.n == 0 {
         return Ok(());
     }
+    let geo = if inverse == Op::Forward && cross_fits(rot) { Geometry::cross(rot, geo.n) } else { geo };
     if geo.g_len == 0 {
         // No block reaches a result that could be checked (d = 1).
         check_finite("input batch", x)?;
@@ -839,6 +883,9 @@ pub(crate) fn backward<'w, T: Real, X: Transposer>(
     work: &'w mut [T],
     geo: &Geometry,
 ) -> &'w [T] {
+    if geo.cross {
+        return backward_cross::<T, X>(rot, saved.data(), dy.get(), work, geo);
+    }
     backward_rows::<T, X, true>(rot, op, saved, dy, work, geo, &mut |_, _, _| {})
 }
 
@@ -887,13 +934,26 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
                 transpose::<X, T, true>(&mut dy[rows], g, w, d);
             }
         }
-        for lv in lower.chunks_exact(gl.max(1)) {
-            for (o, v) in out.iter_mut().zip(lv) {
-                *o = *o + *v;
-            }
+        absorb(out, lower);
+    }
+    settle(levels, gl, geo)
+}
+
+/// Adds the sums of the lower levels (`gl` scalars each) to a tile's `out`,
+/// level 0 first.
+#[inline(always)]
+fn absorb<T: Real>(out: &mut [T], lower: &[T]) {
+    for lv in lower.chunks_exact(out.len().max(1)) {
+        for (o, v) in out.iter_mut().zip(lv) {
+            *o = *o + *v;
         }
     }
-    // The levels of the set bits of the tile count, low to high.
+}
+
+/// The total of the levels left by the binary counter over the tiles: the
+/// levels of the set bits of the tile count, added low to high.
+#[inline(always)]
+fn settle<'a, T: Real>(levels: &'a mut [T], gl: usize, geo: &Geometry) -> &'a [T] {
     let mut bits = (0..geo.levels).filter(|b| geo.tiles >> b & 1 == 1);
     let first = bits.next().unwrap_or(0);
     let (head, tail) = levels.split_at_mut((first + 1) * gl);
@@ -905,6 +965,217 @@ fn backward_rows<'w, T: Real, X: Transposer, const FUSED: bool>(
         }
     }
     &levels[first * gl..(first + 1) * gl]
+}
+
+/// The backward of [`Op::Forward`] of the tree (exact blocks, no scaling,
+/// `d` a multiple of 16) from its output `x` with the read-only upstream
+/// gradient `dx`, as [`vjp_rows_from_input`] runs it; returns the block
+/// gradient set (`4` entries per block).
+///
+/// Undoing `R` walks the later stages first: on the blocks' first
+/// coordinates (leaders, every 16th) alone, done on two leader tiles with
+/// [`tree_recover`], which leave there the leaders `x'` and their gradients
+/// `dx'` as the first four stages see them. Those four stages act within
+/// each block of 16 coordinates, and their steps are orthogonal, so the
+/// block gradients of all 15 rotations of a block follow from one 16 x 16
+/// sum over the rows, `E = sum_r dx'_r x'_r^T` ([`cross_sums`], the rows
+/// read where they lie, with the leaders put in), by rotations of `E` alone
+/// ([`cross_blocks`]): no stage is applied to the rows and nothing is
+/// shuffled. A tile's rows are read twice, for the leaders and for the
+/// sums, the second time from the second-level cache (the tile is sized for
+/// it, [`CROSS_BUDGET`]).
+///
+/// Each entry of `E` is a sum over the rows in order, then over the tiles
+/// as in [`backward_rows`]; the same for every kernel, so the results are
+/// bitwise the same on all of them.
+#[inline(always)]
+fn backward_cross<'w, T: Real, X: Transposer>(
+    rot: &Rotation<'_, T>,
+    x: &[T],
+    dx: &[T],
+    work: &'w mut [T],
+    geo: &Geometry,
+) -> &'w [T] {
+    let (d, tw, gl) = (geo.d, geo.tw, geo.g_len);
+    let q = d / CROSS;
+    let nb = rot.blocks().len();
+    let lead = 4 * (q - 1);
+    let (levels, rest) = work.split_at_mut(geo.levels * gl);
+    let (lz, rest) = rest.split_at_mut(q * tw);
+    let (lg, rest) = rest.split_at_mut(q * tw);
+    let total = &mut rest[..4 * nb];
+    let sub = rot.sub_tree(4);
+    for t in 0..geo.tiles {
+        let r0 = t * tw;
+        let w = tw.min(geo.n - r0);
+        let w8 = w.div_ceil(LANES) * LANES;
+        let rows = r0 * d..(r0 + w) * d;
+        let (xs, gs) = (&x[rows.clone()], &dx[rows]);
+        let k = t.trailing_ones() as usize;
+        let (lower, upper) = levels.split_at_mut(k * gl);
+        let out = &mut upper[..gl];
+        let (lz, lg) = (&mut lz[..q * w8], &mut lg[..q * w8]);
+        // Row by row: each row's lines in order.
+        for (r, (xr, gr)) in xs.chunks_exact(d).zip(gs.chunks_exact(d)).enumerate() {
+            for (b, (x0, g0)) in xr.iter().step_by(CROSS).zip(gr.iter().step_by(CROSS)).enumerate() {
+                lz[b * w8 + r] = *x0;
+                lg[b * w8 + r] = *g0;
+            }
+        }
+        for b in 0..q {
+            lz[b * w8 + w..(b + 1) * w8].fill(T::zero());
+            lg[b * w8 + w..(b + 1) * w8].fill(T::zero());
+        }
+        let (ol, oe) = out.split_at_mut(lead);
+        tree_recover(&sub, Op::Forward, lz, lg, w8, ol);
+        match X::cross_block::<T>() {
+            (16, 16) => cross_sums::<T, X, 16, 16>(xs, gs, lz, lg, d, w8, oe),
+            (16, 8) => cross_sums::<T, X, 16, 8>(xs, gs, lz, lg, d, w8, oe),
+            (8, 8) => cross_sums::<T, X, 8, 8>(xs, gs, lz, lg, d, w8, oe),
+            (8, 4) => cross_sums::<T, X, 8, 4>(xs, gs, lz, lg, d, w8, oe),
+            _ => cross_sums::<T, X, 4, 4>(xs, gs, lz, lg, d, w8, oe),
+        }
+        absorb(out, lower);
+    }
+    let sums = settle(levels, gl, geo);
+    // The later stages' blocks come last in parameter order.
+    total[4 * (d - q)..].copy_from_slice(&sums[..lead]);
+    for (b, e) in sums[lead..].chunks_exact(CROSS * CROSS).enumerate() {
+        cross_blocks(rot, b, e, total);
+    }
+    total
+}
+
+/// `E_b = sum_r dx'_r x'_r^T` over the 16 coordinates of every block `b`
+/// of the tile's rows `xs`, `gs` (row-major, `d` per row), with the
+/// leaders (coordinate `16 b`) taken from `lz[b * w8 + r]`, `lg[..]`, into
+/// `out[256 b ..]` (row `i` of `E_b`, the gradient's coordinate, at `16 i`).
+/// Blocks of `I x J` sums stay in registers over all the rows; every sum
+/// takes its products in row order.
+#[inline(always)]
+fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
+    xs: &[T],
+    gs: &[T],
+    lz: &[T],
+    lg: &[T],
+    d: usize,
+    w8: usize,
+    out: &mut [T],
+) {
+    let w = xs.len() / d;
+    for (b, eb) in out.chunks_exact_mut(CROSS * CROSS).enumerate() {
+        let (lzb, lgb) = (&lz[b * w8..b * w8 + w], &lg[b * w8..b * w8 + w]);
+        let (xb, gb) = (&xs[CROSS * b..], &gs[CROSS * b..]);
+        if X::cross16(xb, gb, lzb, lgb, d, eb) {
+            continue;
+        }
+        for i0 in (0..CROSS).step_by(I) {
+            for j0 in (0..CROSS).step_by(J) {
+                let acc = match (i0 == 0, j0 == 0) {
+                    (true, true) => cross_chunk::<T, I, J, true, true>(xb, gb, lzb, lgb, d, i0, j0),
+                    (true, false) => cross_chunk::<T, I, J, true, false>(xb, gb, lzb, lgb, d, i0, j0),
+                    (false, true) => cross_chunk::<T, I, J, false, true>(xb, gb, lzb, lgb, d, i0, j0),
+                    (false, false) => cross_chunk::<T, I, J, false, false>(xb, gb, lzb, lgb, d, i0, j0),
+                };
+                for (i, a) in acc.iter().enumerate() {
+                    let at = (i0 + i) * CROSS + j0;
+                    eb[at..at + J].copy_from_slice(a);
+                }
+            }
+        }
+    }
+}
+
+/// The sums `E[i0 + i][j0 + j]` of [`cross_sums`] over the rows of one
+/// block (`xb`, `gb` start at its first coordinate): the products of the
+/// rows as they lie, where row `0` (`I0`) takes the leader gradient `lg`
+/// in place of `dx_0` and column `0` (`J0`) is summed on its own with the
+/// leader `lz` in place of `x_0`, so no register is ever patched.
+#[inline(always)]
+fn cross_chunk<T: Real, const I: usize, const J: usize, const I0: bool, const J0: bool>(
+    xb: &[T],
+    gb: &[T],
+    lz: &[T],
+    lg: &[T],
+    d: usize,
+    i0: usize,
+    j0: usize,
+) -> [[T; J]; I] {
+    let mut acc = [[T::zero(); J]; I];
+    let mut col = [T::zero(); I];
+    let mut corner = T::zero();
+    for (r, (&l, &lgr)) in lz.iter().zip(lg).enumerate() {
+        let at = r * d;
+        let xv: [T; J] = xb[at + j0..at + j0 + J].try_into().expect("J coordinates");
+        let gv: [T; I] = gb[at + i0..at + i0 + I].try_into().expect("I coordinates");
+        for (i, a) in acc.iter_mut().enumerate() {
+            let g = if I0 && i == 0 { lgr } else { gv[i] };
+            for (s, v) in a.iter_mut().zip(xv) {
+                *s = *s + g * v;
+            }
+        }
+        if J0 {
+            for (c, g) in col.iter_mut().zip(gv) {
+                *c = *c + g * l;
+            }
+            if I0 {
+                corner = corner + lgr * l;
+            }
+        }
+    }
+    if J0 {
+        for (a, c) in acc.iter_mut().zip(col) {
+            a[0] = c;
+        }
+        if I0 {
+            acc[0][0] = corner;
+        }
+    }
+    acc
+}
+
+/// The step gradients of the first four stages' 15 blocks within block `b`
+/// of 16 coordinates from its sum `E = sum_r dx' x'^T` (row-major 16 x 16),
+/// into `total` (`4` entries per block, `dL/dM` of the step `M = B`).
+///
+/// With `V_k = P_4 ... P_k` (the stages within the block, `V_5 = I`), stage
+/// `k`'s input is `u = V_k^T x'` and the gradient at its output `g =
+/// V_(k+1)^T dx'` (orthogonal steps carry the gradient forward as they
+/// carry the values), so `sum_r g u^T = V_(k+1)^T E V_k`: from `W = E`,
+/// stage by stage from the fourth, `N = W P_k` gives the stage's 2 x 2
+/// sums at its planes and `W <- P_k^T N` the next. A stage's planes need
+/// `W` only on the diagonal blocks of their spans (2, 4, 8, 16 coordinates),
+/// so only those are carried.
+#[inline(always)]
+fn cross_blocks<T: Real>(rot: &Rotation<'_, T>, b: usize, e: &[T], total: &mut [T]) {
+    let d = rot.dim();
+    let mut wm = [[T::zero(); CROSS]; CROSS];
+    for (row, src) in wm.iter_mut().zip(e.chunks_exact(CROSS)) {
+        row.copy_from_slice(src);
+    }
+    for s in (0..4).rev() {
+        let st = Layout::Tree.stage(d, s);
+        let span = st.stride;
+        let t0 = CROSS * b / span;
+        for t in t0..t0 + CROSS / span {
+            let k = st.offset + t;
+            let m = rot.blocks()[k];
+            let i = st.first + span * t - CROSS * b;
+            let j = i + st.gap;
+            for row in &mut wm[i..i + span] {
+                let (u, v) = (row[i], row[j]);
+                row[i] = m.a * u + m.c * v;
+                row[j] = m.b * u + m.e * v;
+            }
+            total[4 * k..4 * k + 4].copy_from_slice(&[wm[i][i], wm[i][j], wm[j][i], wm[j][j]]);
+            let (lo, hi) = wm.split_at_mut(j);
+            for (p, q) in lo[i][i..i + span].iter_mut().zip(&mut hi[0][i..i + span]) {
+                let (u, v) = (*p, *q);
+                *p = m.a * u + m.c * v;
+                *q = m.b * u + m.e * v;
+            }
+        }
+    }
 }
 
 /// The strict backward of the tree on one tile of rows (`d` a multiple of

@@ -1405,6 +1405,24 @@ pub(crate) trait Transposer {
         false
     }
 
+    /// Rows and columns of the register block of accumulators in
+    /// `grad::backward_cross` (each a divisor of 16): as many as the
+    /// registers hold with room for the row's values.
+    #[inline(always)]
+    fn cross_block<T: Real>() -> (usize, usize) {
+        (4, 4)
+    }
+
+    /// The sums of `grad::cross_sums` for one block of 16 coordinates in
+    /// one pass: `out[16 i + j] = sum_r dx'_i x'_j` over the rows `r <
+    /// lz.len()` of `xb` and `gb` (row `r` at `r * ld`), the leaders
+    /// `x'_0 = lz[r]`, `dx'_0 = lg[r]`; every sum bitwise as that function
+    /// forms it. `false` if not handled (nothing is touched).
+    #[inline(always)]
+    fn cross16<T: Real>(_xb: &[T], _gb: &[T], _lz: &[T], _lg: &[T], _ld: usize, _out: &mut [T]) -> bool {
+        false
+    }
+
     /// [`Transposer::recover8`] on two adjacent 8-coordinate blocks of all
     /// the rows `r < w8` of a tile, one register per row: rows below `full`
     /// from `y` and `g`, the others from the zero-padded copies `py`, `pg`
@@ -1796,7 +1814,7 @@ mod tests {
     /// group of 8 or no whole one).
     #[test]
     fn backward_is_bitwise_the_same_on_every_kernel() {
-        use crate::grad::{vjp_rows, workspace_len, Saved};
+        use crate::grad::{vjp_rows, vjp_rows_from_input, workspace_len, workspace_len_from_input, Saved};
         fn check<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, op: Op) {
             let mut seed = d as u64 ^ (n as u64) << 20;
             let bl = blocks::<T>(layout.num_rotations(d), quasi, &mut seed);
@@ -1827,6 +1845,14 @@ mod tests {
                     let blocks = db.iter().flat_map(|b| b.to_array());
                     flat.extend(g.iter().copied().chain(blocks).chain(ds).map(|v| v.to_f64().to_bits()));
                 }
+                // From the input side (for `Op::Transpose` with `d` a
+                // multiple of 16, the sums of 16 x 16 blocks).
+                if !quasi && !scaled {
+                    let mut db = alloc::vec![Block::default(); bl.len()];
+                    let mut work = alloc::vec![T::zero(); workspace_len_from_input(&rot, &x)];
+                    vjp_rows_from_input(&rot, op, &x, &g0, &mut db, &mut work).expect("vjp from the input");
+                    flat.extend(db.iter().flat_map(|b| b.to_array()).map(|v| v.to_f64().to_bits()));
+                }
                 results.push(flat);
             }
             assert!(results.windows(2).all(|w| w[0] == w[1]), "{layout:?} d={d} n={n} {op:?} scaled={scaled}");
@@ -1841,7 +1867,8 @@ mod tests {
         ] {
             check::<f64>(layout, d, n, quasi, false, Op::Transpose);
         }
-        for (d, n) in [(16, 5), (48, 13), (64, 72), (96, 70), (776, 24), (768, 136)] {
+        check::<f64>(Layout::Tree, 32, 200, false, false, Op::Forward);
+        for (d, n) in [(16, 5), (48, 13), (64, 72), (96, 70), (776, 24), (768, 136), (32, 200)] {
             for op in [Op::Transpose, Op::Forward] {
                 for scaled in [false, true] {
                     check::<f32>(Layout::Tree, d, n, false, scaled, op);

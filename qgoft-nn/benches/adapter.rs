@@ -6,11 +6,11 @@
 //! * adapted layer (GOFT on the tree layout, `theta = pi tanh(p)`): the same
 //!   two GEMMs plus `Z = X R` (`Rotation::apply_rows(Op::Transpose)`) and its
 //!   VJP (`grad::vjp_rows` from the saved output, then `angle_param_grads`);
-//!   on a batch of at least `2 m` rows (here `(4096, 128, 128)`) the layer
-//!   instead rotates the weight's rows (`W R^T`), runs the two GEMMs with it,
-//!   and takes the angle gradients from `X` and `dX`
-//!   (`grad::vjp_rows_from_input`). The bare-kernel columns and the floor
-//!   describe the rotated-batch evaluation.
+//!   on a batch of at least `m / 2` rows (here `(1024, 768, 768)` and
+//!   `(4096, 128, 128)`) the layer instead rotates the weight's rows
+//!   (`W R^T`), runs the two GEMMs with it, and takes the angle gradients
+//!   from `X` and `dX` (`grad::vjp_rows_from_input`). The bare-kernel
+//!   columns and the floor describe the rotated-batch evaluation.
 //!
 //! Both are timed through the tape (`Graph`), as training runs them, and as
 //! bare kernels (GEMMs and rotation calls alone, no tape). Targets for the
