@@ -389,7 +389,11 @@ pub fn vjp_rows_owned<T: Real>(
 
 /// Number of scalars of scratch that [`vjp_rows_from_input`] needs: that of
 /// [`vjp_rows`] from the saved batch `x` (the input gradient is only read,
-/// tile by tile, so it needs no room of its own). Zero for an empty batch.
+/// tile by tile, so it needs no room of its own), or, for the tree of exact
+/// unscaled blocks with `d` a multiple of 16 (the sums of 16 x 16 blocks,
+/// for [`Op::Transpose`]), the larger of that and `L (4 (d/16 - 1) + 16 d)
+/// + 2 (d/16) w + 4 (d - 1)` with tiles of `w` rows and `L` summation
+/// levels. Zero for an empty batch.
 ///
 /// ```
 /// use qgoft_math::grad::{workspace_len, workspace_len_from_input, Saved};
@@ -432,7 +436,11 @@ fn cross_fits<T: Real>(rot: &Rotation<'_, T>) -> bool {
 /// Its block gradients `D_k` are those of the inverse; the rotation's are
 /// `B_k D_k^T B_k`. The same kernels as [`vjp_rows`] from [`Saved::Output`],
 /// reading the input gradient where it lies and writing no carried
-/// gradient back.
+/// gradient back; except for [`Op::Transpose`] of the tree with `d` a
+/// multiple of 16, where the first four stages' gradients come from one
+/// 16 x 16 sum `sum_r dx'_r x'_r^T` per block of 16 coordinates, rotated by
+/// those stages alone (no stage applied to the rows; the same results up
+/// to rounding, bitwise the same on every kernel).
 ///
 /// `work` is scratch of at least [`workspace_len_from_input`] scalars.
 ///
