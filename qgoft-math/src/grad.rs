@@ -391,9 +391,9 @@ pub fn vjp_rows_owned<T: Real>(
 /// [`vjp_rows`] from the saved batch `x` (the input gradient is only read,
 /// tile by tile, so it needs no room of its own), or, for the tree of exact
 /// unscaled blocks with `d` a multiple of 16 (the sums of 16 x 16 blocks,
-/// for [`Op::Transpose`]), the larger of that and `L (4 (d/16 - 1) + 16 d)
-/// + 2 (d/16) w + 4 (d - 1)` with tiles of `w` rows and `L` summation
-/// levels. Zero for an empty batch.
+/// for [`Op::Transpose`]), the larger of that and
+/// `L (4 (d/16 - 1) + 16 d) + 2 (d/16) w + 4 (d - 1)` with tiles of `w`
+/// rows and `L` summation levels. Zero for an empty batch.
 ///
 /// ```
 /// use qgoft_math::grad::{workspace_len, workspace_len_from_input, Saved};
