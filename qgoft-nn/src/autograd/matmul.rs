@@ -13,13 +13,21 @@ use crate::tensor::Tensor;
 /// `Z W^T + b` into a fresh `n x m` buffer, for `Z` (`n x d`, row-major) and
 /// `W` (`m x d`): one GEMM, then the bias added row by row.
 pub(crate) fn affine(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> Vec<f32> {
-    affine_checked::<false>(z, n, d, w, b).0
+    affine_checked::<false>(z, n, d, w.data(), w.shape()[0], b).0
 }
 
-/// [`affine`], and whether every entry of the result is finite (tested in
-/// the pass that adds the bias, or in a pass of its own without one).
-pub(crate) fn affine_finite(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tensor>) -> (Vec<f32>, bool) {
-    affine_checked::<true>(z, n, d, w, b)
+/// [`affine`] with the `m x d` weight `w` given as its row-major values,
+/// and whether every entry of the result is finite (tested in the pass
+/// that adds the bias, or in a pass of its own without one).
+pub(crate) fn affine_finite(
+    z: &[f32],
+    n: usize,
+    d: usize,
+    w: &[f32],
+    m: usize,
+    b: Option<&Tensor>,
+) -> (Vec<f32>, bool) {
+    affine_checked::<true>(z, n, d, w, m, b)
 }
 
 /// [`affine`]; with `CHECK`, also whether the result is all finite (always
@@ -28,13 +36,13 @@ fn affine_checked<const CHECK: bool>(
     z: &[f32],
     n: usize,
     d: usize,
-    w: &Tensor,
+    w: &[f32],
+    m: usize,
     b: Option<&Tensor>,
 ) -> (Vec<f32>, bool) {
     const EXP: u32 = 0x7f80_0000;
-    let m = w.shape()[0];
     let mut y = vec![0.0f32; n * m];
-    gemm(n, d, m, z, Trans::N, w.data(), Trans::T, &mut y, false);
+    gemm(n, d, m, z, Trans::N, w, Trans::T, &mut y, false);
     let mut bad = 0u32;
     match b {
         Some(b) => {

@@ -171,14 +171,16 @@ pub struct GivensAdapter {
     d: usize,
     params: Param,
     scaler: Option<Param>,
-    /// Buffers of rotated inputs, handed back when a step's tape is dropped.
+    /// Buffers of rotated inputs and merged weights, handed back when a
+    /// step's tape is dropped.
     spare: Spare,
 }
 
-/// Buffers of rotated inputs `X R` kept from one training step to the next
-/// (shared by the clones of an adapter): a fresh buffer of a batch's size
-/// comes from the system as untouched pages, one page fault per 4 KiB on
-/// first write, which costs about as much as rotating the batch.
+/// Buffers of rotated inputs `X R` and merged weights `W R^T` kept from one
+/// training step to the next (shared by the clones of an adapter): a fresh
+/// buffer of a batch's size comes from the system as untouched pages, one
+/// page fault per 4 KiB on first write, or is zeroed first, which costs
+/// about as much as rotating the batch.
 #[derive(Clone, Default)]
 struct Spare(Arc<Mutex<Vec<Vec<f32>>>>);
 
@@ -193,9 +195,18 @@ impl std::fmt::Debug for Spare {
 const MAX_SPARE: usize = 2;
 
 impl Spare {
-    /// A buffer of `len` values (their contents unspecified).
+    /// A buffer of `len` values (their contents unspecified): a kept one of
+    /// that length if there is one, else any kept one, resized.
     fn take(&self, len: usize) -> Pooled {
-        let mut buf = self.0.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default();
+        let mut buf = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut v| match v.iter().rposition(|b| b.len() == len) {
+                Some(i) => Some(v.swap_remove(i)),
+                None => v.pop(),
+            })
+            .unwrap_or_default();
         if buf.len() != len {
             buf.clear();
             buf.resize(len, 0.0);
@@ -975,15 +986,22 @@ fn merged_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter, rot: 
         inputs.push(g.param(b));
         inputs.len() - 1
     });
-    let merged = rotated_weight(&rot.as_rotation(), Op::Forward, g.value(inputs[w_at]))?;
+    let m = base.out_features();
+    let w = g.value(inputs[w_at]);
+    if w.shape() != [m, d] {
+        return Err(Error::shape("weight rotated by an adapter", &[m, d], w.shape()));
+    }
+    // The merged weight in a kept buffer: a fresh one would be zeroed (or
+    // faulted in) every step before being overwritten.
+    let mut merged = a.spare.take(m * d);
+    rows_into_par(&rot.as_rotation(), Op::Forward, w.data(), &mut merged.buf)?;
     let xs = g.value(x).data();
-    let (y, finite) = affine_finite(xs, n, d, &merged, b_at.map(|i| g.value(inputs[i])));
+    let (y, finite) = affine_finite(xs, n, d, &merged.buf, m, b_at.map(|i| g.value(inputs[i])));
     if !finite {
         // A non-finite input reaches every output of its row; name it. With
         // a finite input the products overflowed, as in the plain layer.
         crate::error::check_finite(&format!("input of the adapted layer {}", a.params.name()), xs)?;
     }
-    let m = base.out_features();
     let value = Tensor::new(vec![n, m], y)?;
     let spare = a.spare.clone();
     let pshape = a.params.shape();
@@ -1005,7 +1023,7 @@ fn merged_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter, rot: 
                 out[bi] = Some(Tensor::new(vec![m], column_sums(gy, m))?);
             }
             if needs_rot {
-                let [dx, _, _] = affine_backward(gy, &[], merged.data(), (n, d, m), [true, false, false]);
+                let [dx, _, _] = affine_backward(gy, &[], &merged.buf, (n, d, m), [true, false, false]);
                 let dx = dx.unwrap_or_default();
                 let dblocks = vjp_from_input_par(&r, x.data(), &dx, d)?;
                 let mut dp = vec![0.0f32; pshape.iter().product()];
@@ -1228,6 +1246,60 @@ mod tests {
     /// moderate step the check is loose but catches wrong formulas. Batches
     /// of 2 and 12 rows: GOFT rotates the batch for the first and merges the
     /// weight for the second.
+    #[test]
+    fn a_kept_buffer_of_the_asked_length_is_taken_first() {
+        let spare = Spare::default();
+        let (short, long) = (spare.take(3), spare.take(5));
+        let (ps, pl) = (short.buf.as_ptr(), long.buf.as_ptr());
+        drop(short);
+        drop(long);
+        // The short one is not on top, yet it is the one handed out for 3.
+        let again = spare.take(3);
+        assert_eq!((again.buf.len(), again.buf.as_ptr()), (3, ps));
+        let other = spare.take(5);
+        assert_eq!((other.buf.len(), other.buf.as_ptr()), (5, pl));
+        // No kept buffer of the length: any kept one, resized.
+        drop(other);
+        assert_eq!(spare.take(4).buf.len(), 4);
+    }
+
+    #[test]
+    fn merged_weights_and_rotated_batches_keep_buffers_of_their_own_length() {
+        // Three rows and five outputs: the layer rotates the weight's rows.
+        let (l, x) = layer_rows(GivensMode::Goft, Layout::Tree, 9, 3);
+        assert!(merges_weight(GivensMode::Goft, 3, 5));
+        l.base().weight().set_trainable(true);
+        let gy = Tensor::from_fn(&[3, 5], |i| ((i * 5 % 11) as f32 - 5.0) / 5.0);
+        let step = |l: &GivensLinear| -> Vec<Vec<f32>> {
+            let mut g = Graph::new();
+            let xv = g.leaf(x.clone());
+            let y = l.forward(&mut g, xv).unwrap();
+            let out = g.value(y).data().to_vec();
+            let grads = g.backward_from(y, gy.clone()).unwrap();
+            // The weight is trainable here, so the backward also rotates the batch.
+            let gw = grads.get(l.base().weight()).unwrap().data().to_vec();
+            let gp = grads.get(l.active().unwrap().params()).unwrap().data().to_vec();
+            vec![out, grads.wrt(xv).unwrap().data().to_vec(), gw, gp]
+        };
+        let first = step(&l);
+        let spare = &l.active().unwrap().spare;
+        let mut lens: Vec<usize> = spare.0.lock().unwrap().iter().map(Vec::len).collect();
+        lens.sort_unstable();
+        assert_eq!(lens, vec![3 * 7, 5 * 7], "both buffers came back");
+        let held = || {
+            let mut v: Vec<(usize, usize)> =
+                spare.0.lock().unwrap().iter().map(|b| (b.len(), b.as_ptr() as usize)).collect();
+            v.sort_unstable();
+            v
+        };
+        let before = held();
+        // Reused buffers (contents of the other step) give the same values
+        // bitwise, and each is taken for its own length (not reallocated).
+        assert_eq!(step(&l), first);
+        assert_eq!(step(&l), first);
+        assert_eq!(held(), before);
+    }
+
     #[test]
     fn gradients_match_finite_differences() {
         for (layout, n) in [(Layout::Tree, 2), (Layout::Chain, 2), (Layout::Tree, 12), (Layout::Chain, 12)] {
