@@ -16,23 +16,11 @@ pub(crate) fn affine(z: &[f32], n: usize, d: usize, w: &Tensor, b: Option<&Tenso
     affine_checked::<false>(z, n, d, w.data(), w.shape()[0], b).0
 }
 
-/// [`affine`] with the `m x d` weight `w` given as its row-major values,
-/// and whether every entry of the result is finite (tested in the pass
-/// that adds the bias, or in a pass of its own without one).
-pub(crate) fn affine_finite(
-    z: &[f32],
-    n: usize,
-    d: usize,
-    w: &[f32],
-    m: usize,
-    b: Option<&Tensor>,
-) -> (Vec<f32>, bool) {
-    affine_checked::<true>(z, n, d, w, m, b)
-}
-
-/// [`affine`]; with `CHECK`, also whether the result is all finite (always
-/// `true` without it).
-fn affine_checked<const CHECK: bool>(
+/// [`affine`] with the `m x d` weight `w` given as its row-major values;
+/// with `CHECK`, also whether every entry of the result is finite (tested
+/// in the pass that adds the bias, or in a pass of its own without one;
+/// always `true` without it).
+pub(crate) fn affine_checked<const CHECK: bool>(
     z: &[f32],
     n: usize,
     d: usize,

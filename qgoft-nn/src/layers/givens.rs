@@ -52,7 +52,7 @@ use qgoft_math::grad::{Saved, Workspace, angle_param_grads, penalty_grad, quasi_
 use qgoft_math::{AngleMap, Block, Layout, Op, RotationBuf};
 
 use super::{Adapter, Linear, Module};
-use crate::autograd::matmul::{affine, affine_backward, affine_finite, column_sums};
+use crate::autograd::matmul::{affine, affine_backward, affine_checked, column_sums};
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::param::{Param, ParamKind};
@@ -996,7 +996,7 @@ fn merged_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter, rot: 
     let mut merged = a.spare.take(m * d);
     rows_into_par(&rot.as_rotation(), Op::Forward, w.data(), &mut merged.buf)?;
     let xs = g.value(x).data();
-    let (y, finite) = affine_finite(xs, n, d, &merged.buf, m, b_at.map(|i| g.value(inputs[i])));
+    let (y, finite) = affine_checked::<true>(xs, n, d, &merged.buf, m, b_at.map(|i| g.value(inputs[i])));
     if !finite {
         // A non-finite input reaches every output of its row; name it. With
         // a finite input the products overflowed, as in the plain layer.
