@@ -842,17 +842,24 @@ fn rows_into_par(rot: &qgoft_math::Rotation<'_, f32>, op: Op, x: &[f32], out: &m
 }
 
 /// The `m x d` weight `w` with `op` applied to every row, as a new tensor
-/// (`Op::Forward` is `Rotation::merge`, `Op::Inverse` `Rotation::unmerge`)
-/// by [`rows_into_par`]; `w` is not changed.
+/// (`Op::Forward` is `Rotation::merge`, `Op::Inverse` `Rotation::unmerge`);
+/// `w` is not changed.
 fn rotated_weight(rot: &qgoft_math::Rotation<'_, f32>, op: Op, w: &Tensor) -> Result<Tensor> {
+    let mut out = vec![0.0f32; w.len()];
+    let m = rotated_weight_into(rot, op, w, &mut out)?;
+    Tensor::new(vec![m, rot.dim()], out)
+}
+
+/// [`rotated_weight`] into `out` (`w`'s length) by [`rows_into_par`];
+/// returns the weight's row count `m`.
+fn rotated_weight_into(rot: &qgoft_math::Rotation<'_, f32>, op: Op, w: &Tensor, out: &mut [f32]) -> Result<usize> {
     let d = rot.dim();
     let (m, cols) = w.dims2()?;
     if cols != d {
         return Err(Error::shape("weight rotated by an adapter", &[m, d], &[m, cols]));
     }
-    let mut out = vec![0.0f32; m * d];
-    rows_into_par(rot, op, w.data(), &mut out)?;
-    Tensor::new(vec![m, d], out)
+    rows_into_par(rot, op, w.data(), out)?;
+    Ok(m)
 }
 
 /// An error of a call on a chunk that starts at flat index `offset`, with
@@ -986,15 +993,11 @@ fn merged_forward(g: &mut Graph, x: Var, base: &Linear, a: &GivensAdapter, rot: 
         inputs.push(g.param(b));
         inputs.len() - 1
     });
-    let m = base.out_features();
     let w = g.value(inputs[w_at]);
-    if w.shape() != [m, d] {
-        return Err(Error::shape("weight rotated by an adapter", &[m, d], w.shape()));
-    }
     // The merged weight in a kept buffer: a fresh one would be zeroed (or
     // faulted in) every step before being overwritten.
-    let mut merged = a.spare.take(m * d);
-    rows_into_par(&rot.as_rotation(), Op::Forward, w.data(), &mut merged.buf)?;
+    let mut merged = a.spare.take(w.len());
+    let m = rotated_weight_into(&rot.as_rotation(), Op::Forward, w, &mut merged.buf)?;
     let xs = g.value(x).data();
     let (y, finite) = affine_checked::<true>(xs, n, d, &merged.buf, m, b_at.map(|i| g.value(inputs[i])));
     if !finite {
@@ -1242,10 +1245,6 @@ mod tests {
         }
     }
 
-    /// Central differences in f64 would need an f64 forward; in f32 with a
-    /// moderate step the check is loose but catches wrong formulas. Batches
-    /// of 2 and 12 rows: GOFT rotates the batch for the first and merges the
-    /// weight for the second.
     #[test]
     fn a_kept_buffer_of_the_asked_length_is_taken_first() {
         let spare = Spare::default();
@@ -1300,6 +1299,10 @@ mod tests {
         assert_eq!(held(), before);
     }
 
+    /// Central differences in f64 would need an f64 forward; in f32 with a
+    /// moderate step the check is loose but catches wrong formulas. Batches
+    /// of 2 and 12 rows: GOFT rotates the batch for the first and merges the
+    /// weight for the second.
     #[test]
     fn gradients_match_finite_differences() {
         for (layout, n) in [(Layout::Tree, 2), (Layout::Chain, 2), (Layout::Tree, 12), (Layout::Chain, 12)] {
