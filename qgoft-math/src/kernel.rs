@@ -1868,7 +1868,7 @@ mod tests {
             check::<f64>(layout, d, n, quasi, false, Op::Transpose);
         }
         check::<f64>(Layout::Tree, 32, 200, false, false, Op::Forward);
-        for (d, n) in [(16, 5), (48, 13), (64, 72), (96, 70), (776, 24), (768, 136), (32, 200)] {
+        for (d, n) in [(16, 5), (48, 13), (64, 72), (96, 70), (776, 24), (768, 136), (32, 200), (1024, 70)] {
             for op in [Op::Transpose, Op::Forward] {
                 for scaled in [false, true] {
                     check::<f32>(Layout::Tree, d, n, false, scaled, op);
