@@ -380,7 +380,8 @@ impl<'a, T: Real> Rotation<'a, T> {
         let fit = (TILE_SCRATCH / d).min(MAX_TILE);
         Ok(if fit >= 8 {
             fit / 8 * 8
-        } else if cfg!(feature = "std") && (8 * d <= crate::kernel::ROWS_BIG || crate::kernel::fused_rows_fit(self)) {
+        } else if cfg!(feature = "std") && (8 * d <= crate::kernel::ROWS_BIG || crate::kernel::fused_rows_forward(self))
+        {
             8
         } else {
             fit

@@ -376,12 +376,6 @@ mod x86 {
         }
     }
 
-    /// For `f64` where the fused row kernels apply, their AVX2 build: the
-    /// generic code compiled for 512-bit registers ran the tree's `R^T` on
-    /// rows 1.2 - 1.4 times as slow (d = 128 to 4096; bitwise the same
-    /// results). The transposed tiles (other layouts and widths) run faster
-    /// in the 512-bit build.
-    ///
     /// # Safety
     /// The processor must support AVX-512 F and VL, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
@@ -395,9 +389,6 @@ mod x86 {
     ) -> (bool, bool) {
         if is_f32::<T>() {
             rows::<Fused, Shuffles<true>, T, 16, 64>(rot, op, src, x, tile, scratch)
-        } else if crate::kernel::fused_rows_fit(rot) {
-            // SAFETY: AVX2 and FMA are present, as this function requires.
-            unsafe { rows_avx2(rot, op, src, x, tile, scratch) }
         } else {
             rows::<Fused, Shuffles<true>, T, 8, 32>(rot, op, src, x, tile, scratch)
         }
