@@ -1534,8 +1534,7 @@ mod x86 {
         // With more than one pass, the passes go over chunks of rows that
         // stay in the first-level cache.
         let chunk = if IC == 16 { w } else { crate::grad::cross_chunk_rows(ld * 4) };
-        let mut r0 = 0;
-        while r0 < w {
+        for r0 in (0..w).step_by(chunk) {
             let r1 = (r0 + chunk).min(w);
             for i0 in (0..16).step_by(IC) {
                 let mut acc = [[V::splat(0.0); NV]; IC];
@@ -1575,7 +1574,6 @@ mod x86 {
                     }
                 }
             }
-            r0 = r1;
         }
         let mut c = [0f32; 16];
         for (v, s) in col.iter().enumerate() {
