@@ -1735,6 +1735,26 @@ mod tests {
             .collect()
     }
 
+    /// A case's blocks (one per rotation of `layout` at width `d`) and a
+    /// scaling with entries in `[0.75, 1.25)`.
+    fn case<T: Real>(layout: Layout, d: usize, quasi: bool, seed: &mut u64) -> (Vec<Block<T>>, Vec<T>) {
+        let bl = blocks::<T>(layout.num_rotations(d), quasi, seed);
+        let sc = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(seed))).collect();
+        (bl, sc)
+    }
+
+    /// The quasi or strict rotation on `bl`.
+    fn rotation<'a, T: Real>(
+        layout: Layout,
+        d: usize,
+        bl: &'a [Block<T>],
+        scale: Option<&'a [T]>,
+        quasi: bool,
+    ) -> Rotation<'a, T> {
+        if quasi { Rotation::quasi(layout, d, bl, scale) } else { Rotation::strict(layout, d, bl, scale) }
+            .expect("rotation")
+    }
+
     /// The plain definition, one vector at a time: the stages in order,
     /// each block as two products and a sum.
     fn reference<T: Real>(rot: &Rotation<'_, T>, op: Op, x: &mut [T]) {
@@ -1775,11 +1795,9 @@ mod tests {
     /// units are expected (one rounding per rotation output changes).
     fn worst<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) -> f64 {
         let mut seed = seed;
-        let bl = blocks::<T>(layout.num_rotations(d), quasi, &mut seed);
-        let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+        let (bl, sc) = case::<T>(layout, d, quasi, &mut seed);
         let scale = if scaled { Some(&sc[..]) } else { None };
-        let rot = if quasi { Rotation::quasi(layout, d, &bl, scale) } else { Rotation::strict(layout, d, &bl, scale) }
-            .expect("rotation");
+        let rot = rotation(layout, d, &bl, scale, quasi);
         let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
         let mut growth = 1.0f64;
         for st in layout.stages(d) {
@@ -1938,11 +1956,7 @@ mod tests {
             let g0: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
             let mut results = Vec::new();
             for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
-                let rot =
-                    if quasi { Rotation::quasi(layout, d, &bl, sc) } else { Rotation::strict(layout, d, &bl, sc) }
-                        .expect("rotation")
-                        .with_kernel(k)
-                        .expect("available");
+                let rot = rotation(layout, d, &bl, sc, quasi).with_kernel(k).expect("available");
                 // The strict backward from the output too (the fused tree),
                 // the same output for every kernel (the portable forward's).
                 let mut y = x.clone();
@@ -2001,12 +2015,7 @@ mod tests {
         fn check<M: Arith, T: Real>(d: usize, quasi: bool, seed: u64) {
             let mut seed = seed;
             let bl = blocks::<T>(Layout::Full.num_rotations(d), quasi, &mut seed);
-            let rot = if quasi {
-                Rotation::quasi(Layout::Full, d, &bl, None)
-            } else {
-                Rotation::strict(Layout::Full, d, &bl, None)
-            }
-            .expect("rotation");
+            let rot = rotation(Layout::Full, d, &bl, None, quasi);
             let tw = 12;
             let x: Vec<T> = (0..d * tw).map(|_| T::from_f64(rng(&mut seed))).collect();
             for op in [Op::Forward, Op::Transpose, Op::Inverse, Op::InverseTranspose] {
@@ -2040,15 +2049,9 @@ mod tests {
     fn full_layout_registers_are_bitwise_the_arrays() {
         fn check<T: Real>(d: usize, quasi: bool, scaled: bool, seed: u64) {
             let mut seed = seed;
-            let bl = blocks::<T>(Layout::Full.num_rotations(d), quasi, &mut seed);
-            let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+            let (bl, sc) = case::<T>(Layout::Full, d, quasi, &mut seed);
             let scale = if scaled { Some(&sc[..]) } else { None };
-            let rot = if quasi {
-                Rotation::quasi(Layout::Full, d, &bl, scale)
-            } else {
-                Rotation::strict(Layout::Full, d, &bl, scale)
-            }
-            .expect("rotation");
+            let rot = rotation(Layout::Full, d, &bl, scale, quasi);
             let n = 53;
             let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
             let bits = |v: &[T]| v.iter().map(|v| Real::to_f64(*v).to_bits()).collect::<Vec<u64>>();
@@ -2086,12 +2089,9 @@ mod tests {
         use crate::grad::{vjp_rows, workspace_len, Saved};
         fn check<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) {
             let mut seed = seed;
-            let bl = blocks::<T>(layout.num_rotations(d), quasi, &mut seed);
-            let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+            let (bl, sc) = case::<T>(layout, d, quasi, &mut seed);
             let scale = if scaled { Some(&sc[..]) } else { None };
-            let rot =
-                if quasi { Rotation::quasi(layout, d, &bl, scale) } else { Rotation::strict(layout, d, &bl, scale) }
-                    .expect("rotation");
+            let rot = rotation(layout, d, &bl, scale, quasi);
             let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
             let g0: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
             let bits = |v: &[T]| v.iter().map(|v| Real::to_f64(*v).to_bits()).collect::<Vec<u64>>();
@@ -2213,15 +2213,9 @@ mod tests {
     fn fused_tree_rows_are_bitwise_the_column_kernel() {
         fn check<T: Real>(d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) {
             let mut seed = seed;
-            let bl = blocks::<T>(d - 1, quasi, &mut seed);
-            let sc: Vec<T> = (0..d).map(|_| T::from_f64(1.0 + 0.5 * rng(&mut seed))).collect();
+            let (bl, sc) = case::<T>(Layout::Tree, d, quasi, &mut seed);
             let scale = if scaled { Some(&sc[..]) } else { None };
-            let rot = if quasi {
-                Rotation::quasi(Layout::Tree, d, &bl, scale)
-            } else {
-                Rotation::strict(Layout::Tree, d, &bl, scale)
-            }
-            .expect("rotation");
+            let rot = rotation(Layout::Tree, d, &bl, scale, quasi);
             let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
             for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
                 let r = rot.with_kernel(k).expect("available");
