@@ -223,8 +223,9 @@ dispatch! {
         crate::decompose::decompose_core_body(layout, q, d, storage, opts, angles, work)
     }
 
-    /// [`crate::decompose`]'s rebuild compiled for AVX2 when the processor has
-    /// it (bitwise the portable result).
+    /// [`crate::decompose`]'s rebuild compiled for AVX-512 where its
+    /// multiply-adds run at full width (as [`Kernel::best`] decides), else
+    /// for AVX2 when the processor has it (bitwise the portable result).
     fn rebuild(
         layout: crate::Layout,
         angles: &[Self],
@@ -233,6 +234,12 @@ dispatch! {
         out: &mut [Self],
         work: &mut [Self],
     ) -> crate::Result<()> {
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        if wide_pays() {
+            // SAFETY: `wide_pays` is true only where AVX-512 F and VL, AVX2
+            // and FMA were detected.
+            return unsafe { x86::rebuild_avx512(layout, angles, d, storage, out, work) };
+        }
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if available(Kernel::Avx2) {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
@@ -414,6 +421,20 @@ mod x86 {
     /// The processor must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn rebuild_avx2<T: Real>(
+        layout: crate::Layout,
+        angles: &[T],
+        d: usize,
+        storage: crate::decompose::Storage,
+        out: &mut [T],
+        work: &mut [T],
+    ) -> crate::Result<()> {
+        crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
+    }
+
+    /// # Safety
+    /// The processor must support AVX-512 F and VL, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn rebuild_avx512<T: Real>(
         layout: crate::Layout,
         angles: &[T],
         d: usize,
