@@ -350,7 +350,9 @@ pub(crate) fn full_regs<M: Arith, T: Real, V: Reg<T>, const K: usize>(
 
 /// Columns of the full layout per wavefront in the SIMD kernels: on AVX2
 /// (f64, d = 1024, one thread) 5 ran faster than 4 and 6, and 25.2 against
-/// 22.2 GFLOP/s for one column at a time (see `benches/LIMITS.md`).
+/// 22.2 GFLOP/s for one column at a time; on the processor's registers
+/// every other width tried (4 to 10) left `f64` carries in memory on
+/// AVX-512 (see `benches/LIMITS.md`).
 pub(crate) const FULL_WAVE: usize = 5;
 
 /// A vector register of `W` lanes for the full layout's wavefront: arrays
@@ -644,7 +646,7 @@ fn chain<M: Arith, T: Real, const W: usize>(
 
 /// The full layout: column `c` is the descending chain `(r - 1, r)`,
 /// `r = d - 1 .. c + 1`, its parameters consecutive. Chunks of `R`
-/// registers of `WT` lanes; `K` columns at a time go as a wavefront (see
+/// registers `V`; `K` columns at a time go as a wavefront (see
 /// [`full_up`] and [`full_down`]), the columns left over one at a time.
 #[inline(always)]
 fn full<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
@@ -731,7 +733,7 @@ fn full_up<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
         let o = crate::layout::full_column_start(d, c0 + j);
         &blocks[o..o + (d - 1 - c0 - j)]
     });
-    let mut carry: [[V; R]; K] = [[V::zero(); R]; K];
+    let mut carry = [[V::zero(); R]; K];
     // Fill: input i reaches columns 0 .. i; column i takes it as its carry.
     // The carries are reached by an iterator, never by an index that is
     // not a constant: where the compiler leaves this loop rolled, such an
@@ -1413,7 +1415,8 @@ pub(crate) fn scale_block<T: Real>(v: &mut [[T; ROW_BLOCK]; ROW_BLOCK], sc: &[T;
     }
 }
 
-/// Transposes 8 x 8 blocks with the instruction set's shuffles.
+/// Transposes 8 x 8 blocks with the instruction set's shuffles, and runs
+/// the kernels that have a register-level form of their own.
 pub(crate) trait Transposer {
     /// The full layout's wavefront ([`full_regs`]) on the processor's own
     /// registers, for exact (`M::Exact`) or any blocks: the lanes done, or
