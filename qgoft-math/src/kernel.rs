@@ -230,7 +230,7 @@ pub(crate) fn run<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: u
     ld: usize,
     base: usize,
     tw: usize,
-) {
+) -> Option<bool> {
     // One copy per operator, so that the choice of block (transposed,
     // inverted) is resolved at compile time in the inner loops. The inverse
     // of a strict block is its transpose (`Rotation::effective`), and the
@@ -262,7 +262,7 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     ld: usize,
     base: usize,
     tw: usize,
-) {
+) -> Option<bool> {
     let ascending = op.ascending();
     debug_assert_eq!(ascending, blocks_op.ascending());
     if ascending {
@@ -270,6 +270,8 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     }
     let scaling = op;
     let op = blocks_op;
+    // Whether the kernel checked every value it wrote: see below.
+    let mut checked = None;
     let whole = match rot.layout() {
         // The tree on the processor's registers where the transposer has
         // them (see [`tree_regs`]), exact blocks from two coefficients. No
@@ -282,7 +284,10 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
                 X::tree::<M, T>(rot, op, data, ld, base, tw)
             };
             match on_regs {
-                Some(done) => done,
+                Some((done, finite)) => {
+                    checked = Some(finite);
+                    done
+                }
                 None => {
                     let whole = tw / WT * WT;
                     tree::<M, T, WT>(rot, op, data, ld, base, whole);
@@ -313,6 +318,13 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     }
     if !ascending {
         rot.scale_lanes(scaling, data, ld, base, tw);
+    }
+    // The register tree's check covers the outputs where it wrote every
+    // lane and nothing came after it (see [`tree_regs`]).
+    if whole == tw && (ascending || rot.scale().is_none()) {
+        checked
+    } else {
+        None
     }
 }
 
@@ -388,6 +400,13 @@ pub(crate) trait Reg<T: Real>: Copy {
     fn store(&self, data: &mut [T], at: usize);
     /// `(p, q) <- b (p, q)` lane by lane, as [`Arith::rot`].
     fn rot<M: Arith>(c: &Self::Coef, p: &mut Self, q: &mut Self);
+    /// `self - self` lane by lane: +0 where the lane is finite, NaN where
+    /// it is NaN or infinite.
+    fn probe(&self) -> Self;
+    /// The lane-by-lane sum.
+    fn sum(&self, o: &Self) -> Self;
+    /// Whether every lane is zero.
+    fn all_zero(&self) -> bool;
 }
 
 impl<T: Real, const W: usize> Reg<T> for [T; W] {
@@ -412,6 +431,31 @@ impl<T: Real, const W: usize> Reg<T> for [T; W] {
     #[inline(always)]
     fn rot<M: Arith>(c: &Block<T>, p: &mut Self, q: &mut Self) {
         rot_arr::<M, T, W>(*c, p, q);
+    }
+    #[inline(always)]
+    #[allow(clippy::eq_op)] // `v - v` is the test: NaN for NaN and the infinities.
+    fn probe(&self) -> Self {
+        let mut out = *self;
+        for v in out.iter_mut() {
+            *v = *v - *v;
+        }
+        out
+    }
+    #[inline(always)]
+    fn sum(&self, o: &Self) -> Self {
+        let mut out = *self;
+        for (v, w) in out.iter_mut().zip(o) {
+            *v = *v + *w;
+        }
+        out
+    }
+    #[inline(always)]
+    fn all_zero(&self) -> bool {
+        let mut zero = true;
+        for v in self {
+            zero &= *v == T::zero();
+        }
+        zero
     }
 }
 
@@ -623,8 +667,17 @@ fn tree_block<M: Arith, T: Real, const W: usize, const N: usize, const ASC: bool
 /// Each block's rows of lanes are taken as slices of one length, so the
 /// loads and stores of the lane loop carry no bounds checks; on arrays the
 /// checks and the rows' addresses, kept on the stack, took more
-/// instructions than the rotations. Returns the lanes done (none where a
-/// row of the tile is shorter than the tile).
+/// instructions than the rotations.
+///
+/// Returns the lanes done (none where a row of the tile is shorter than
+/// the tile) and whether every value written was finite. Every coordinate
+/// is written (`d >= 2`: stage `k` takes each coordinate whose lowest set
+/// bit is `2^k`, and coordinate 0 in the first), and a rotation of a NaN
+/// or an infinity gives a NaN or an infinity in the same coordinate (`0 *
+/// inf` is NaN), so that check says whether every output lane is finite
+/// without a pass of its own. Its sums are `v - v`: on processors with
+/// separate pipes for sums and products they leave the rotations' pipes
+/// alone.
 #[inline(always)]
 pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>, const G: usize>(
     rot: &Rotation<'_, T>,
@@ -633,32 +686,35 @@ pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>, const G: usize>(
     ld: usize,
     base: usize,
     tw: usize,
-) -> usize {
+) -> (usize, bool) {
     let whole = tw / V::W * V::W;
-    if whole == 0 || ld < whole {
-        return 0;
+    if whole == 0 || ld < whole || rot.dim() < 2 {
+        // Nothing written.
+        return (0, true);
     }
     let ns = Layout::Tree.num_stages(rot.dim());
     let groups = ns.div_ceil(G);
+    let mut finite = true;
     for g in 0..groups {
         let g = if op.ascending() { g } else { groups - 1 - g };
         let s0 = g * G;
         let k = (ns - s0).min(G);
-        if G >= 4 && k >= 4 {
-            tree_pass::<M, T, V, 16>(rot, op, data, ld, base, whole, s0);
+        finite &= if G >= 4 && k >= 4 {
+            tree_pass::<M, T, V, 16>(rot, op, data, ld, base, whole, s0)
         } else if k >= 3 {
-            tree_pass::<M, T, V, 8>(rot, op, data, ld, base, whole, s0);
+            tree_pass::<M, T, V, 8>(rot, op, data, ld, base, whole, s0)
         } else if k == 2 {
-            tree_pass::<M, T, V, 4>(rot, op, data, ld, base, whole, s0);
+            tree_pass::<M, T, V, 4>(rot, op, data, ld, base, whole, s0)
         } else {
-            tree_pass::<M, T, V, 2>(rot, op, data, ld, base, whole, s0);
-        }
+            tree_pass::<M, T, V, 2>(rot, op, data, ld, base, whole, s0)
+        };
     }
-    whole
+    (whole, finite)
 }
 
 /// Stages `s0 .. s0 + log2 N` of the tree on `tw` lanes (a multiple of
 /// `V::W`, at most `ld`) in registers `V`: [`tree_group`] on registers.
+/// Returns whether every value written was finite.
 #[inline(always)]
 fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
     rot: &Rotation<'_, T>,
@@ -668,7 +724,7 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
     base: usize,
     tw: usize,
     s0: usize,
-) {
+) -> bool {
     let d = rot.dim();
     let k = N.trailing_zeros() as usize;
     let h = 1usize << s0;
@@ -681,6 +737,7 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
     }
     let asc = op.ascending();
     let whole = m / N;
+    let mut acc = V::zero();
     for blk in 0..whole {
         let b0 = blk * N;
         let mut cb = [Block::identity(); N];
@@ -700,12 +757,13 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
             *row = &mut head[..tw];
             rest = tail;
         }
-        if asc {
-            tree_lanes::<M, T, V, N, true>(&mut rows, &cb, tw);
+        acc = if asc {
+            tree_lanes::<M, T, V, N, true>(&mut rows, &cb, tw, acc)
         } else {
-            tree_lanes::<M, T, V, N, false>(&mut rows, &cb, tw);
-        }
+            tree_lanes::<M, T, V, N, false>(&mut rows, &cb, tw, acc)
+        };
     }
+    let mut finite = acc.all_zero();
     // The last, partial block: plane by plane where the partner exists.
     let b0 = whole * N;
     if b0 < m {
@@ -717,22 +775,26 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
                 let b = rot.effective(op, blocks[offs[kk] + (i >> (kk + 1))]);
                 let (p, q) = (i * h, (i + g) * h);
                 let (lo, hi) = data.split_at_mut(q * ld + base);
-                lanes::<M, T>(b, &mut lo[p * ld + base..p * ld + base + tw], &mut hi[..tw]);
+                let (x, y) = (&mut lo[p * ld + base..p * ld + base + tw], &mut hi[..tw]);
+                lanes::<M, T>(b, x, y);
+                finite &= all_finite(x) && all_finite(y);
                 i += 2 * g;
             }
         }
     }
+    finite
 }
 
 /// One register block's rotations `cb` (in the order they are applied) on
 /// every register of lanes of its `N` rows (all `tw` long, a multiple of
-/// `V::W`).
+/// `V::W`). Returns `acc` plus [`Reg::probe`] of every value written.
 #[inline(always)]
 fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
     rows: &mut [&mut [T]; N],
     cb: &[Block<T>; N],
     tw: usize,
-) {
+    mut acc: V,
+) -> V {
     const { assert!(N.is_power_of_two() && N <= 16) };
     let mut l0 = 0;
     while l0 + V::W <= tw {
@@ -750,8 +812,23 @@ fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
         for (x, row) in v.iter().zip(rows.iter_mut()) {
             x.store(row, l0);
         }
+        // The probes summed in pairs: one sum into `acc` per register of
+        // lanes, the chain's latency spread over the block.
+        let mut p = [V::zero(); N];
+        for (p, x) in p.iter_mut().zip(v.iter()) {
+            *p = x.probe();
+        }
+        let mut w = N;
+        while w > 1 {
+            w /= 2;
+            for i in 0..w {
+                p[i] = p[i].sum(&p[i + w]);
+            }
+        }
+        acc = acc.sum(&p[0]);
         l0 += V::W;
     }
+    acc
 }
 
 /// The chain: planes `(k, k + 1)`, the shared coordinate carried.
@@ -1138,8 +1215,10 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         let rows = &mut x[r0 * d..(r0 + tw) * d];
         let buf = &mut scratch[..d * tw];
         transpose::<X, T, false>(rows, buf, tw, d);
-        run::<M, X, T, WT, WC>(rot, op, buf, tw, 0, tw);
-        finite &= all_finite(buf);
+        finite &= match run::<M, X, T, WT, WC>(rot, op, buf, tw, 0, tw) {
+            Some(checked) => checked,
+            None => all_finite(buf),
+        };
         transpose::<X, T, true>(rows, buf, tw, d);
         r0 += tw;
     }
@@ -1425,8 +1504,10 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
             k += B;
         }
         if asc {
-            run::<M, X, T, WT, WC>(&sub, op, lead, w, 0, w);
-            finite &= all_finite(lead);
+            finite &= match run::<M, X, T, WT, WC>(&sub, op, lead, w, 0, w) {
+                Some(checked) => checked,
+                None => all_finite(lead),
+            };
             scatter_leaders(rows, lead, d, w);
         }
         r0 += w;
@@ -1585,7 +1666,8 @@ pub(crate) trait Transposer {
     }
 
     /// The tree ([`tree_regs`]) on the processor's own registers: the
-    /// lanes done, or `None` if not handled (then the arrays' kernel runs).
+    /// lanes done and whether every value written was finite, or `None` if
+    /// not handled (then the arrays' kernel runs).
     #[inline(always)]
     fn tree<M: Arith, T: Real>(
         _rot: &Rotation<'_, T>,
@@ -1594,7 +1676,7 @@ pub(crate) trait Transposer {
         _ld: usize,
         _base: usize,
         _tw: usize,
-    ) -> Option<usize> {
+    ) -> Option<(usize, bool)> {
         None
     }
 
@@ -1875,8 +1957,15 @@ pub(crate) fn rows_portable<T: Real>(
 }
 
 /// The portable kernel.
-pub(crate) fn run_portable<T: Real>(rot: &Rotation<'_, T>, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) {
-    run::<Plain, ByElement, T, 8, 16>(rot, op, data, ld, base, tw);
+pub(crate) fn run_portable<T: Real>(
+    rot: &Rotation<'_, T>,
+    op: Op,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) -> Option<bool> {
+    run::<Plain, ByElement, T, 8, 16>(rot, op, data, ld, base, tw)
 }
 
 #[cfg(test)]
@@ -2291,6 +2380,85 @@ mod tests {
                 check::<f64>(d, n, quasi, scaled, (5 * d + n) as u64);
             }
         }
+    }
+
+    /// A finite input whose rotation overflows is reported, one whose
+    /// rotation does not is not: [`crate::Error::Overflow`] exactly when the
+    /// output written holds a value that is not finite, a single lane among
+    /// many included. Every kernel, layout and operator; rows, columns and
+    /// out of place; the tree's register kernels check as they write.
+    #[test]
+    fn overflow_is_reported_exactly_when_an_output_is_not_finite() {
+        use crate::Error;
+        fn verdict<T: Real>(r: crate::Result<()>, out: &[T], what: &str) -> bool {
+            let bad = out.iter().any(|v| !v.is_finite());
+            match r {
+                Ok(()) => assert!(!bad, "{what}: Ok with a non-finite output"),
+                Err(Error::Overflow { .. }) => assert!(bad, "{what}: Overflow with every output finite"),
+                Err(e) => panic!("{what}: {e}"),
+            }
+            bad
+        }
+        fn check<T: Real>(layout: Layout, d: usize, n: usize, quasi: bool, scaled: bool, seed: u64) -> [usize; 2] {
+            let mut seed = seed;
+            let (bl, sc) = case::<T>(layout, d, quasi, &mut seed);
+            let scale = if scaled { Some(&sc[..]) } else { None };
+            let rot = rotation(layout, d, &bl, scale, quasi);
+            let mut x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            // Two coordinates of one row near the largest finite value: a
+            // rotation that mixes them may overflow, or may not.
+            let row = (rng(&mut seed).abs() * n as f64) as usize % n;
+            let big = T::max_value() * T::from_f64(0.9);
+            x[row * d] = big;
+            x[row * d + d - 1] = big;
+            let mut seen = [0usize; 2];
+            for k in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+                let r = rot.with_kernel(k).expect("available");
+                for op in OPS {
+                    let what = alloc::format!("{layout:?} d={d} n={n} quasi={quasi} scaled={scaled} {k:?} {op:?}");
+                    let mut rows = x.clone();
+                    let res = r.apply_rows(op, &mut rows);
+                    seen[usize::from(verdict(res, &rows, &what))] += 1;
+                    let mut into = alloc::vec![T::zero(); n * d];
+                    let res = r.apply_rows_into(op, &x, &mut into);
+                    seen[usize::from(verdict(res, &into, &what))] += 1;
+                    let mut cols = alloc::vec![T::zero(); n * d];
+                    for l in 0..n {
+                        for i in 0..d {
+                            cols[i * n + l] = x[l * d + i];
+                        }
+                    }
+                    let res = r.apply_cols(op, &mut cols, n);
+                    seen[usize::from(verdict(res, &cols, &what))] += 1;
+                }
+            }
+            seen
+        }
+        let mut seen = [0usize; 2];
+        for (layout, d, n) in [
+            (Layout::Tree, 1, 40),
+            (Layout::Tree, 2, 40),
+            (Layout::Tree, 17, 33),
+            (Layout::Tree, 64, 64),
+            (Layout::Tree, 256, 20),
+            (Layout::Chain, 9, 40),
+            (Layout::Full, 12, 35),
+            (Layout::FullParallel, 10, 24),
+        ] {
+            for (quasi, scaled) in [(false, false), (false, true), (true, false), (true, true)] {
+                for seed in 0..4u64 {
+                    for (a, b) in seen.iter_mut().zip(check::<f32>(layout, d, n, quasi, scaled, seed + 100 * d as u64))
+                    {
+                        *a += b;
+                    }
+                    for (a, b) in seen.iter_mut().zip(check::<f64>(layout, d, n, quasi, scaled, seed + 7 * d as u64)) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+        // Both verdicts occur, so neither half of the check is vacuous.
+        assert!(seen[0] > 0 && seen[1] > 0, "finite {} / overflowed {}", seen[0], seen[1]);
     }
 
     /// AVX2 and AVX-512 do the same arithmetic on every lane (the 16-row
