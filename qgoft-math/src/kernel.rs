@@ -1229,12 +1229,10 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
 pub(crate) const ROW_BLOCK: usize = 8;
 
 /// Most rows the fused row kernels take per pass (rows of one pass share
-/// each register block's coefficients). With 32, a pass over rows of
-/// d = 256 (32 KiB of `f32`) stays in the first-level cache from the
-/// leaders' gather to the blocks (AVX-512, `R^T`, GFLOP/s, 64 rows against
-/// 32: d = 256, n = 64, 22.9 - 23.2 against 23.4 - 25.0; d = 768, n = 512,
-/// 25.6 - 26.4 against 27.6 - 28.3); 16 did no better.
-pub(crate) const MAX_FUSED_ROWS: usize = 32;
+/// each register block's coefficients). 32 (a pass at d = 256 within the
+/// first-level cache) measured no better than 64, within the spread of
+/// runs.
+pub(crate) const MAX_FUSED_ROWS: usize = 64;
 
 /// Whether the fused row kernels apply: the tree with `d` a multiple of
 /// [`ROW_BLOCK`], so that its first three stages act inside whole blocks of
@@ -1618,17 +1616,16 @@ impl<T> GradRows<'_, T> {
     }
 }
 
-/// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`
-/// (`stride` at least the number of rows), leader by leader through
-/// iterators: indexed row by row, every element took a multiplication and
-/// a bounds check, a quarter of the in-cache row kernel's time (d = 256,
-/// n = 64, AVX-512: 24.0 - 24.6 against 22.0 - 23.1 GFLOP/s).
+/// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`,
+/// row by row through iterators: no multiplication or bounds check per
+/// element. Leader by leader (down the rows) was slower where rows lie a
+/// multiple of 4 KiB apart and share the cache's sets (d = 4096, `R`,
+/// AVX-512: 5.2 - 5.6 against 14.0 - 17.9 GFLOP/s).
 #[inline(always)]
 pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, stride: usize) {
-    let n = rows.len() / d;
-    for (b, dst) in lead.chunks_mut(stride).take(d / ROW_BLOCK).enumerate() {
-        for (out, row) in dst[..n].iter_mut().zip(rows.chunks_exact(d)) {
-            *out = row[b * ROW_BLOCK];
+    for (r, row) in rows.chunks_exact(d).enumerate() {
+        for (v, out) in row.iter().step_by(ROW_BLOCK).zip(lead[r..].iter_mut().step_by(stride)) {
+            *out = *v;
         }
     }
 }
@@ -1637,10 +1634,9 @@ pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, stri
 /// as [`gather_leaders`] walks them.
 #[inline(always)]
 pub(crate) fn scatter_leaders<T: Real>(rows: &mut [T], lead: &[T], d: usize, stride: usize) {
-    let n = rows.len() / d;
-    for (b, src) in lead.chunks(stride).take(d / ROW_BLOCK).enumerate() {
-        for (v, row) in src[..n].iter().zip(rows.chunks_exact_mut(d)) {
-            row[b * ROW_BLOCK] = *v;
+    for (r, row) in rows.chunks_exact_mut(d).enumerate() {
+        for (v, l) in row.iter_mut().step_by(ROW_BLOCK).zip(lead[r..].iter().step_by(stride)) {
+            *v = *l;
         }
     }
 }
