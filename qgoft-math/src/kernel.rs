@@ -545,36 +545,18 @@ fn tree_group<M: Arith, T: Real, const W: usize, const N: usize>(
     tw: usize,
     s0: usize,
 ) {
-    let d = rot.dim();
-    let k = N.trailing_zeros() as usize;
-    let h = 1usize << s0;
-    let m = d.div_ceil(h);
-    let blocks = rot.blocks();
-    let mut offs = [0usize; 8];
-    for (kk, o) in offs.iter_mut().enumerate().take(k) {
-        *o = Layout::Tree.stage(d, s0 + kk).offset;
-    }
-    let asc = op.ascending();
-    let whole = m / N;
-    for blk in 0..whole {
+    let grp = Group::of(rot, op, s0, N);
+    let h = grp.h;
+    for blk in 0..grp.m / N {
         let b0 = blk * N;
-        // The block's rotations in the order they are applied.
-        let mut cb = [Block::identity(); N];
-        let mut r = 0;
-        for step in 0..k {
-            let kk = if asc { step } else { k - 1 - step };
-            for t in 0..N >> (kk + 1) {
-                cb[r] = rot.effective(op, blocks[offs[kk] + ((b0 + (t << (kk + 1))) >> (kk + 1))]);
-                r += 1;
-            }
-        }
+        let cb = grp.coefs::<T, N>(rot, op, b0);
         let mut l0 = 0;
         while l0 < tw {
             let mut v = [[T::zero(); W]; N];
             for (a, va) in v.iter_mut().enumerate() {
                 *va = load(data, (b0 + a) * h * ld + base + l0);
             }
-            if asc {
+            if grp.asc {
                 tree_block::<M, T, W, N, true>(&mut v, &cb);
             } else {
                 tree_block::<M, T, W, N, false>(&mut v, &cb);
@@ -585,21 +567,91 @@ fn tree_group<M: Arith, T: Real, const W: usize, const N: usize>(
             l0 += W;
         }
     }
-    // The last, partial block: plane by plane where the partner exists.
-    let b0 = whole * N;
-    if b0 < m && tw > 0 {
-        for step in 0..k {
-            let kk = if asc { step } else { k - 1 - step };
+    if tw > 0 {
+        grp.partial::<M, T, false>(rot, op, data, ld, base, tw, grp.m / N * N);
+    }
+}
+
+/// Stages `s0 .. s0 + k` of the tree as one pass: blocks of `2^k` active
+/// coordinates (the multiples of `h = 2^s0`, `m` of them).
+#[derive(Clone, Copy)]
+struct Group {
+    k: usize,
+    h: usize,
+    m: usize,
+    asc: bool,
+    /// Where each of the `k` stages' parameters start.
+    offs: [usize; 4],
+}
+
+impl Group {
+    /// The group of stages `s0 .. s0 + log2 n` for `op`.
+    #[inline(always)]
+    fn of<T: Real>(rot: &Rotation<'_, T>, op: Op, s0: usize, n: usize) -> Self {
+        let d = rot.dim();
+        let k = n.trailing_zeros() as usize;
+        let h = 1usize << s0;
+        let mut offs = [0usize; 4];
+        for (kk, o) in offs.iter_mut().enumerate().take(k) {
+            *o = Layout::Tree.stage(d, s0 + kk).offset;
+        }
+        Self { k, h, m: d.div_ceil(h), asc: op.ascending(), offs }
+    }
+
+    /// The rotations of the register block of `N` active coordinates from
+    /// `b0`, in the order they are applied.
+    #[inline(always)]
+    fn coefs<T: Real, const N: usize>(&self, rot: &Rotation<'_, T>, op: Op, b0: usize) -> [Block<T>; N] {
+        let blocks = rot.blocks();
+        let mut cb = [Block::identity(); N];
+        let mut r = 0;
+        for step in 0..self.k {
+            let kk = if self.asc { step } else { self.k - 1 - step };
+            for t in 0..N >> (kk + 1) {
+                cb[r] = rot.effective(op, blocks[self.offs[kk] + ((b0 + (t << (kk + 1))) >> (kk + 1))]);
+                r += 1;
+            }
+        }
+        cb
+    }
+
+    /// The last, partial block from active coordinate `b0`: plane by plane
+    /// where the partner exists, on `tw` lanes. With `CHECK`, returns
+    /// whether every value written was finite (otherwise `true`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn partial<M: Arith, T: Real, const CHECK: bool>(
+        &self,
+        rot: &Rotation<'_, T>,
+        op: Op,
+        data: &mut [T],
+        ld: usize,
+        base: usize,
+        tw: usize,
+        b0: usize,
+    ) -> bool {
+        let blocks = rot.blocks();
+        let mut finite = true;
+        if b0 >= self.m {
+            return finite;
+        }
+        for step in 0..self.k {
+            let kk = if self.asc { step } else { self.k - 1 - step };
             let g = 1usize << kk;
             let mut i = b0;
-            while i + g < m {
-                let b = rot.effective(op, blocks[offs[kk] + (i >> (kk + 1))]);
-                let (p, q) = (i * h, (i + g) * h);
+            while i + g < self.m {
+                let b = rot.effective(op, blocks[self.offs[kk] + (i >> (kk + 1))]);
+                let (p, q) = (i * self.h, (i + g) * self.h);
                 let (lo, hi) = data.split_at_mut(q * ld + base);
-                lanes::<M, T>(b, &mut lo[p * ld + base..p * ld + base + tw], &mut hi[..tw]);
+                let (x, y) = (&mut lo[p * ld + base..p * ld + base + tw], &mut hi[..tw]);
+                lanes::<M, T>(b, x, y);
+                if CHECK {
+                    finite &= all_finite(x) && all_finite(y);
+                }
                 i += 2 * g;
             }
         }
+        finite
     }
 }
 
@@ -725,30 +777,12 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
     tw: usize,
     s0: usize,
 ) -> bool {
-    let d = rot.dim();
-    let k = N.trailing_zeros() as usize;
-    let h = 1usize << s0;
-    let m = d.div_ceil(h);
-    let step = h * ld;
-    let blocks = rot.blocks();
-    let mut offs = [0usize; 4];
-    for (kk, o) in offs.iter_mut().enumerate().take(k) {
-        *o = Layout::Tree.stage(d, s0 + kk).offset;
-    }
-    let asc = op.ascending();
-    let whole = m / N;
+    let grp = Group::of(rot, op, s0, N);
+    let step = grp.h * ld;
     let mut acc = V::zero();
-    for blk in 0..whole {
+    for blk in 0..grp.m / N {
         let b0 = blk * N;
-        let mut cb = [Block::identity(); N];
-        let mut r = 0;
-        for st in 0..k {
-            let kk = if asc { st } else { k - 1 - st };
-            for t in 0..N >> (kk + 1) {
-                cb[r] = rot.effective(op, blocks[offs[kk] + ((b0 + (t << (kk + 1))) >> (kk + 1))]);
-                r += 1;
-            }
-        }
+        let cb = grp.coefs::<T, N>(rot, op, b0);
         // The block's N rows of lanes, each `tw` long.
         let mut rows: [&mut [T]; N] = core::array::from_fn(|_| <&mut [T]>::default());
         let mut rest = &mut data[b0 * step + base..];
@@ -757,32 +791,14 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
             *row = &mut head[..tw];
             rest = tail;
         }
-        acc = if asc {
+        acc = if grp.asc {
             tree_lanes::<M, T, V, N, true>(&mut rows, &cb, tw, acc)
         } else {
             tree_lanes::<M, T, V, N, false>(&mut rows, &cb, tw, acc)
         };
     }
-    let mut finite = acc.all_zero();
-    // The last, partial block: plane by plane where the partner exists.
-    let b0 = whole * N;
-    if b0 < m {
-        for st in 0..k {
-            let kk = if asc { st } else { k - 1 - st };
-            let g = 1usize << kk;
-            let mut i = b0;
-            while i + g < m {
-                let b = rot.effective(op, blocks[offs[kk] + (i >> (kk + 1))]);
-                let (p, q) = (i * h, (i + g) * h);
-                let (lo, hi) = data.split_at_mut(q * ld + base);
-                let (x, y) = (&mut lo[p * ld + base..p * ld + base + tw], &mut hi[..tw]);
-                lanes::<M, T>(b, x, y);
-                finite &= all_finite(x) && all_finite(y);
-                i += 2 * g;
-            }
-        }
-    }
-    finite
+    let partial = grp.partial::<M, T, true>(rot, op, data, ld, base, tw, grp.m / N * N);
+    acc.all_zero() && partial
 }
 
 /// One register block's rotations `cb` (in the order they are applied) on
