@@ -656,7 +656,7 @@ impl Group {
 }
 
 /// The coordinates `(i, j)` of rotation `r` of a register block of `n`
-/// (`n` a power of two, at most 16), its `log2 n` stages in order (`asc`) or
+/// (`n` a power of two, at most 8), its `log2 n` stages in order (`asc`) or
 /// reversed: stage `kk` pairs `i` (a multiple of `2^(kk + 1)`) with
 /// `i + 2^kk`.
 pub(crate) const fn block_pair(n: usize, asc: bool, r: usize) -> (usize, usize) {
@@ -677,12 +677,12 @@ pub(crate) const fn block_pair(n: usize, asc: bool, r: usize) -> (usize, usize) 
 }
 
 /// Runs `$body` once for each rotation `$r` of a register block of `$n`
-/// (at most 16), with `$i`, `$j` its coordinates as constants: the block is
+/// (at most 8), with `$i`, `$j` its coordinates as constants: the block is
 /// unrolled whatever the optimiser decides about loops, so a block held in
 /// an array stays in registers.
 macro_rules! each_block_rotation {
     ($n:expr, $asc:expr, |$r:ident, $i:ident, $j:ident| $body:block) => {
-        $crate::kernel::each_block_rotation!(@ $n, $asc, $r, $i, $j, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+        $crate::kernel::each_block_rotation!(@ $n, $asc, $r, $i, $j, $body, 0 1 2 3 4 5 6)
     };
     (@ $n:expr, $asc:expr, $r:ident, $i:ident, $j:ident, $body:block, $($k:literal)*) => {
         $(
@@ -713,9 +713,9 @@ fn tree_block<M: Arith, T: Real, const W: usize, const N: usize, const ASC: bool
     });
 }
 
-/// The tree on the lanes' whole registers `V`, `G` stages per pass (blocks
-/// of `2^G` coordinates held in registers: 16 on AVX-512's 32 registers, 8
-/// on AVX2's 16), as [`tree`] does on arrays, bitwise the same results.
+/// The tree on the lanes' whole registers `V`, [`TREE_GROUP`] stages per
+/// pass (blocks of 8 coordinates held in registers), as [`tree`] does on
+/// arrays, bitwise the same results.
 /// Each block's rows of lanes are taken as slices of one length, so the
 /// loads and stores of the lane loop carry no bounds checks; on arrays the
 /// checks and the rows' addresses, kept on the stack, took more
@@ -731,7 +731,7 @@ fn tree_block<M: Arith, T: Real, const W: usize, const N: usize, const ASC: bool
 /// separate pipes for sums and products they leave the rotations' pipes
 /// alone.
 #[inline(always)]
-pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>, const G: usize>(
+pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>>(
     rot: &Rotation<'_, T>,
     op: Op,
     data: &mut [T],
@@ -745,15 +745,13 @@ pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>, const G: usize>(
         return (0, true);
     }
     let ns = Layout::Tree.num_stages(rot.dim());
-    let groups = ns.div_ceil(G);
+    let groups = ns.div_ceil(TREE_GROUP);
     let mut finite = true;
     for g in 0..groups {
         let g = if op.ascending() { g } else { groups - 1 - g };
-        let s0 = g * G;
-        let k = (ns - s0).min(G);
-        finite &= if G >= 4 && k >= 4 {
-            tree_pass::<M, T, V, 16>(rot, op, data, ld, base, whole, s0)
-        } else if k >= 3 {
+        let s0 = g * TREE_GROUP;
+        let k = (ns - s0).min(TREE_GROUP);
+        finite &= if k >= 3 {
             tree_pass::<M, T, V, 8>(rot, op, data, ld, base, whole, s0)
         } else if k == 2 {
             tree_pass::<M, T, V, 4>(rot, op, data, ld, base, whole, s0)
@@ -811,7 +809,7 @@ fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
     tw: usize,
     mut acc: V,
 ) -> V {
-    const { assert!(N.is_power_of_two() && N <= 16) };
+    const { assert!(N.is_power_of_two() && N <= 8) };
     let mut l0 = 0;
     while l0 + V::W <= tw {
         let mut v = [V::zero(); N];

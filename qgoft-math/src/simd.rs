@@ -520,16 +520,16 @@ mod x86 {
             if TypeId::of::<T>() == TypeId::of::<f32>() {
                 let (rot, data) = (cast_rot::<T, f32>(rot), cast_slice_mut::<T, f32>(data));
                 Some(if WIDE {
-                    tree_regs::<M, f32, Zmm32, 3>(rot, op, data, ld, base, tw)
+                    tree_regs::<M, f32, Zmm32>(rot, op, data, ld, base, tw)
                 } else {
-                    tree_regs::<M, f32, Ymm32, 3>(rot, op, data, ld, base, tw)
+                    tree_regs::<M, f32, Ymm32>(rot, op, data, ld, base, tw)
                 })
             } else if TypeId::of::<T>() == TypeId::of::<f64>() {
                 let (rot, data) = (cast_rot::<T, f64>(rot), cast_slice_mut::<T, f64>(data));
                 Some(if WIDE {
-                    tree_regs::<M, f64, Zmm64, 3>(rot, op, data, ld, base, tw)
+                    tree_regs::<M, f64, Zmm64>(rot, op, data, ld, base, tw)
                 } else {
-                    tree_regs::<M, f64, Ymm64, 3>(rot, op, data, ld, base, tw)
+                    tree_regs::<M, f64, Ymm64>(rot, op, data, ld, base, tw)
                 })
             } else {
                 None
