@@ -4,16 +4,18 @@
 //! `cargo bench -p qgoft-math --features nalgebra --bench decompose`
 //!
 //! Targets at d = 512: decompose <= 2.0x and rebuild <= 1.0x the QR time.
-//! Measured on a 2-core AMD EPYC (baseline x86-64, SSE2 code, quiet runs):
-//! decompose 1.37x to 1.38x, rebuild 1.22x to 1.25x (d = 256: 1.47x, 1.2x).
-//! Both kernels run at about 12 GFlop/s, bound by the four multiplications a
-//! rotation costs per pair of entries; QR's Householder updates do 2/3 of the
-//! flops. Square-root-free (scaled) rotations and three-shear rotations, which
-//! need fewer multiplications, were measured slower here (data-dependent
-//! branches; longer dependency chains).
+//! Measured on a 2-core AMD EPYC without AVX-512 (AVX2 builds of both
+//! kernels, nalgebra's QR as compiled for the baseline target), `--quick`,
+//! d = 512: decompose 1.06x to 1.14x; rebuild 0.65x (16.1 against 24.9 ms)
+//! since it goes through the batch kernels' wavefront on the identity's
+//! columns, skipping the rotations of zeros (0.79x to 0.83x without the
+//! skipping, 0.88x with the earlier column sweeps); see
+//! `benches/LIMITS.md`. Square-root-free (scaled) rotations and three-shear
+//! rotations, which need fewer multiplications, were measured slower in the
+//! decomposition (data-dependent branches; longer dependency chains).
 
 use nalgebra::DMatrix;
-use qgoft_math::decompose::{decompose_into, rebuild_into, workspace_len, DecomposeOptions};
+use qgoft_math::decompose::{decompose_into, rebuild_into, rebuild_workspace_len, workspace_len, DecomposeOptions};
 use qgoft_math::Layout;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -80,7 +82,7 @@ fn main() -> Result<(), qgoft_math::Error> {
         let q_rows: Vec<f64> = q.transpose().as_slice().to_vec();
         let n = Layout::Full.num_rotations(d);
         let mut angles = vec![0.0; n];
-        let mut work = vec![0.0; workspace_len(d)];
+        let mut work = vec![0.0; workspace_len(d).max(rebuild_workspace_len(Layout::Full, d))];
         let mut out = vec![0.0; d * d];
         let opts = DecomposeOptions::default();
 

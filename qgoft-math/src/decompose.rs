@@ -72,6 +72,7 @@
 //! ```
 
 use crate::error::{check_finite, check_len, Error, Result};
+use crate::kernel::{full_regs, ExactTable, PlainExact, Transposer};
 use crate::scalar::dot2;
 use crate::{AngleMap, Givens, Layout, Real};
 
@@ -84,14 +85,32 @@ const CHUNK2: usize = 8;
 /// Column groups fused into one sweep (at most 4: see [`workspace_len`]).
 const DEPTH: usize = 4;
 
-/// Length of the scratch buffer [`decompose_into`] and [`rebuild_into`] need:
-/// `d * d + 8 d` scalars.
+/// Length of the scratch buffer [`decompose_into`] needs: `d * d + 8 d`
+/// scalars.
 ///
 /// ```
 /// assert_eq!(qgoft_math::decompose::workspace_len(4), 48);
 /// ```
 pub const fn workspace_len(d: usize) -> usize {
     d * d + 2 * DEPTH * d
+}
+
+/// Length of the scratch buffer [`rebuild_into`] needs for `layout`:
+/// `d * d + 31 d` scalars for the full layouts (the table of every
+/// rotation's cosine and sine, `d (d - 1)`, and a tile of 32 columns),
+/// none for the others.
+///
+/// ```
+/// use qgoft_math::decompose::rebuild_workspace_len;
+/// use qgoft_math::Layout;
+/// assert_eq!(rebuild_workspace_len(Layout::Full, 4), 140);
+/// assert_eq!(rebuild_workspace_len(Layout::Tree, 4), 0);
+/// ```
+pub const fn rebuild_workspace_len(layout: Layout, d: usize) -> usize {
+    match layout {
+        Layout::Full | Layout::FullParallel => d * d.saturating_sub(1) + REBUILD_TILE * d,
+        _ => 0,
+    }
 }
 
 /// The default orthogonality tolerance for dimension `d`:
@@ -615,89 +634,6 @@ fn sweep_up_k_chunk<T: Real, const K: usize, const W: usize>(
     }
 }
 
-/// `K` rebuild sweeps at once: the groups of columns `c, c - 1, .., c + 1 - K`
-/// (`cs[k]`, `sn[k]` for column `c - k`) on columns `c .. d`, each group
-/// trailing the previous one by a row; same operations per entry as `K`
-/// separate sweeps. Needs `c + 1 >= K`.
-#[inline(always)]
-fn sweep_down_k<T: Real, const K: usize>(a: &mut [T], d: usize, c: usize, cs: [&[T]; K], sn: [&[T]; K]) {
-    let mut j = c;
-    j = sweep_down_k_chunks::<T, K, CHUNK2>(a, d, c, j, cs, sn);
-    j = sweep_down_k_chunks::<T, K, 4>(a, d, c, j, cs, sn);
-    j = sweep_down_k_chunks::<T, K, 2>(a, d, c, j, cs, sn);
-    sweep_down_k_chunks::<T, K, 1>(a, d, c, j, cs, sn);
-}
-
-#[inline(always)]
-fn sweep_down_k_chunks<T: Real, const K: usize, const W: usize>(
-    a: &mut [T],
-    d: usize,
-    c: usize,
-    mut j: usize,
-    cs: [&[T]; K],
-    sn: [&[T]; K],
-) -> usize {
-    while j + W <= d {
-        sweep_down_k_chunk::<T, K, W>(a, d, c, j, cs, sn);
-        j += W;
-    }
-    j
-}
-
-/// One step of a down-sweep: with `carry` row `r - 1` and `y` row `r`,
-/// returns the finished row `r - 1` and leaves row `r` in `carry`.
-#[inline(always)]
-fn step_down<T: Real, const W: usize>(co: T, s: T, carry: &mut [T; W], y: &[T; W]) -> [T; W] {
-    let mut out = [T::zero(); W];
-    for ((o, cv), &yv) in out.iter_mut().zip(carry.iter_mut()).zip(y.iter()) {
-        *o = co * *cv + s * yv;
-        *cv = co * yv - s * *cv;
-    }
-    out
-}
-
-#[inline(always)]
-fn sweep_down_k_chunk<T: Real, const K: usize, const W: usize>(
-    a: &mut [T],
-    d: usize,
-    c: usize,
-    j: usize,
-    cs: [&[T]; K],
-    sn: [&[T]; K],
-) {
-    // Group k does its step r - k (plane (r - k - 1, r - k)) in iteration r.
-    let mut carry = [[T::zero(); W]; K];
-    for (k, v) in carry.iter_mut().enumerate() {
-        *v = load::<T, W>(a, (c - k) * d + j);
-    }
-    for r in c + 1..d {
-        let mut y = load::<T, W>(a, r * d + j);
-        for k in 0..K {
-            y = step_down(cs[k][r - k], sn[k][r - k], &mut carry[k], &y);
-        }
-        a[(r - K) * d + j..(r - K) * d + j + W].copy_from_slice(&y);
-    }
-    // Groups finish one by one: group t - 1 hands its last row to group t.
-    for t in 1..K {
-        let mut y = carry[t - 1];
-        for k in t..K {
-            y = step_down(cs[k][d - 1 + t - k], sn[k][d - 1 + t - k], &mut carry[k], &y);
-        }
-        a[(d - 1 + t - K) * d + j..(d - 1 + t - K) * d + j + W].copy_from_slice(&y);
-    }
-    a[(d - 1) * d + j..(d - 1) * d + j + W].copy_from_slice(&carry[K - 1]);
-}
-
-/// `(cos, sin)` of the angles of column group `c` into `cs[r], sn[r]`.
-#[inline(always)]
-fn group_sin_cos<T: Real>(layout: Layout, angles: &[T], d: usize, c: usize, cs: &mut [T], sn: &mut [T]) {
-    for r in c + 1..d {
-        let (s, co) = angles[param_index(layout, d, c, r)].sin_cos();
-        cs[r] = co;
-        sn[r] = s;
-    }
-}
-
 /// The dense row-major `R(theta) = P_N ... P_1` of any layout (feature `alloc`).
 ///
 /// For the full layouts this is the inverse of [`decompose`]; the result is
@@ -717,18 +653,21 @@ fn group_sin_cos<T: Real>(layout: Layout, angles: &[T], d: usize, c: usize, cs: 
 #[cfg(feature = "alloc")]
 pub fn rebuild<T: Real>(layout: Layout, angles: &[T], d: usize) -> Result<Vec<T>> {
     let mut out = alloc::vec![T::zero(); d * d];
-    let mut work = alloc::vec![T::zero(); 2 * DEPTH * d];
+    let mut work = alloc::vec![T::zero(); rebuild_workspace_len(layout, d)];
     rebuild_core(layout, angles, d, Storage::RowMajor, &mut out, &mut work)?;
     Ok(out)
 }
 
 /// Writes the dense row-major `R(theta) = P_N ... P_1` of any layout into
-/// `out` (`d * d`) without allocating; `work` holds at least `8 d` scalars.
+/// `out` (`d * d`) without allocating; `work` holds at least
+/// [`rebuild_workspace_len`]`(layout, d)` scalars.
 ///
-/// The full layouts are built column group by column group from the last,
-/// starting from the identity so that only the already filled trailing block
-/// is touched (about `2 d^3` flops); the other layouts apply their `O(d)`
-/// rotations to the identity.
+/// The full layouts go through the batch kernels' wavefront (as
+/// [`Rotation::apply_cols`](crate::Rotation::apply_cols) on the identity,
+/// on the processor's widest registers, skipping the rotations of zeros:
+/// about `2 d^3` flops), with the products not fused, so the matrix is
+/// bitwise the same on every processor; the other layouts apply their
+/// `O(d)` rotations to the identity.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for `d = 0`; [`Error::ShapeMismatch`] if
@@ -736,10 +675,10 @@ pub fn rebuild<T: Real>(layout: Layout, angles: &[T], d: usize) -> Result<Vec<T>
 /// NaN or infinite angle.
 ///
 /// ```
-/// use qgoft_math::decompose::rebuild_into;
+/// use qgoft_math::decompose::{rebuild_into, rebuild_workspace_len};
 /// use qgoft_math::Layout;
 /// let mut out = [0.0f64; 9];
-/// let mut work = [0.0f64; 24];
+/// let mut work = vec![0.0f64; rebuild_workspace_len(Layout::Full, 3)];
 /// rebuild_into(Layout::Full, &[0.0, 0.0, 0.0], 3, &mut out, &mut work)?;
 /// assert_eq!(out, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
 /// # Ok::<(), qgoft_math::Error>(())
@@ -748,8 +687,26 @@ pub fn rebuild_into<T: Real>(layout: Layout, angles: &[T], d: usize, out: &mut [
     rebuild_core(layout, angles, d, Storage::RowMajor, out, work)
 }
 
+/// Columns of the dense output that [`rebuild_core_body`] builds at a time
+/// for the full layouts: two 512-bit registers of `f32`, 32 columns (16 of
+/// `f64`), in a tile of `32 d` scalars of the workspace.
+const REBUILD_TILE: usize = 32;
+
+/// [`rebuild_into`]'s body for the kernels' transposer `X` (the
+/// processor's registers in the SIMD builds, arrays in the portable one):
+/// bitwise the same matrix for every `X`.
+///
+/// The full layouts go through the batch kernel's wavefront: the table of
+/// `(cos, sin)` of every rotation (in [`Layout::Full`]'s order, `d (d - 1)`
+/// scalars), then the identity's columns [`REBUILD_TILE`] at a time in a
+/// packed tile (rows of 4 KiB apart would share the first-level cache's
+/// sets), through every column group in registers, unfused (two products
+/// and a sum per output), and the tile into its columns of `out`. The
+/// planes that act on zeros only (below the tile's last column before the
+/// first column groups, or the last groups of `R^T`) are skipped: `2 d^3`
+/// flops.
 #[inline(always)]
-pub(crate) fn rebuild_core_body<T: Real>(
+pub(crate) fn rebuild_core_body<T: Real, X: Transposer>(
     layout: Layout,
     angles: &[T],
     d: usize,
@@ -762,63 +719,62 @@ pub(crate) fn rebuild_core_body<T: Real>(
     }
     check_len("angles", layout.num_rotations(d), angles.len())?;
     check_len("dense output (d * d)", d * d, out.len())?;
-    check_workspace("workspace (8 d)", 2 * DEPTH * d, work.len())?;
+    let full = matches!(layout, Layout::Full | Layout::FullParallel);
+    check_workspace("workspace (d * d + 31 d)", rebuild_workspace_len(layout, d), work.len())?;
     check_finite("angles", angles)?;
+    if full {
+        let (table, rest) = work.split_at_mut(d * (d - 1));
+        let (cs, _) = table.as_chunks_mut::<2>();
+        for c in 0..d - 1 {
+            let at = crate::layout::full_column_start(d, c);
+            for r in c + 1..d {
+                let (s, co) = angles[param_index(layout, d, c, r)].sin_cos();
+                cs[at + (d - 1 - r)] = [co, s];
+            }
+        }
+        // `R` applied to the identity's columns gives `R` row-major.
+        let mut j0 = 0;
+        while j0 < d {
+            let tw = REBUILD_TILE.min(d - j0);
+            // The tile's coordinates from `j0 + tw` on start at zero.
+            let src = ExactTable { d, cs, live: j0 + tw };
+            let tile = &mut rest[..d * tw];
+            for (i, row) in tile.chunks_exact_mut(tw).enumerate() {
+                for (l, v) in row.iter_mut().enumerate() {
+                    *v = if i == j0 + l { T::one() } else { T::zero() };
+                }
+            }
+            let done = match X::full_table(src, tile, tw, 0, tw) {
+                Some(done) => done,
+                None => full_regs::<PlainExact, T, [T; 4], _, 1>(src, tile, tw, 0, tw),
+            };
+            full_regs::<PlainExact, T, [T; 1], _, 1>(src, tile, tw, done, tw - done);
+            // Plus zero: a zero's sign, which the planes skipped on zeros
+            // (where the kernels' wavefronts differ) could have changed, is
+            // the only thing they change, and `-0 + 0 = +0`.
+            for (row, t) in out.chunks_exact_mut(d).zip(tile.chunks_exact(tw)) {
+                for (o, &v) in row[j0..j0 + tw].iter_mut().zip(t) {
+                    *o = v + T::zero();
+                }
+            }
+            j0 += tw;
+        }
+        if storage == Storage::ColMajor {
+            transpose_in_place(out, d);
+        }
+        return Ok(());
+    }
+    // R = P_N ... P_1 I: the rows of the identity, P_1 first.
     for (k, v) in out.iter_mut().enumerate() {
         *v = if k % (d + 1) == 0 { T::one() } else { T::zero() };
     }
-    match layout {
-        Layout::Full | Layout::FullParallel => {
-            // R^T = P_1^T ... P_N^T applied to I from the last column group on:
-            // before group c only the trailing block c+1.. is filled.
-            let (cs_all, sn_all) = work[..2 * DEPTH * d].split_at_mut(DEPTH * d);
-            // Column groups from the last, DEPTH at a time: groups c, c - 1, ...
-            let mut left = d - 1; // groups 0 .. left remain
-            while left > 0 {
-                let c = left - 1;
-                let k = if left >= DEPTH { DEPTH } else { 1 };
-                for h in 0..k {
-                    group_sin_cos(
-                        layout,
-                        angles,
-                        d,
-                        c - h,
-                        &mut cs_all[h * d..(h + 1) * d],
-                        &mut sn_all[h * d..(h + 1) * d],
-                    );
-                }
-                if k == DEPTH {
-                    let cs: [&[T]; DEPTH] = core::array::from_fn(|h| &cs_all[h * d..(h + 1) * d]);
-                    let sn: [&[T]; DEPTH] = core::array::from_fn(|h| &sn_all[h * d..(h + 1) * d]);
-                    sweep_down_k::<T, DEPTH>(out, d, c, cs, sn);
-                    // Column c - i is touched by the groups c - i, c - i - 1, ... only.
-                    for i in 1..DEPTH {
-                        for h in i..DEPTH {
-                            let (cs, sn) = (&cs_all[h * d..(h + 1) * d], &sn_all[h * d..(h + 1) * d]);
-                            sweep_down_k_chunk::<T, 1, 1>(out, d, c - h, c - i, [cs], [sn]);
-                        }
-                    }
-                } else {
-                    sweep_down_k::<T, 1>(out, d, c, [&cs_all[..d]], [&sn_all[..d]]);
-                }
-                left -= k;
-            }
-            // out holds R^T row-major, that is R column-major.
-            if storage == Storage::RowMajor {
-                transpose_in_place(out, d);
-            }
-        }
-        _ => {
-            // R = P_N ... P_1 I: the rows of the identity, P_1 first.
-            for (k, p) in layout.planes(d).enumerate() {
-                let g = Givens::from_angle(angles[k]);
-                let (lo, hi) = out.split_at_mut(p.j * d);
-                g.apply_slices(&mut lo[p.i * d..(p.i + 1) * d], &mut hi[..d]);
-            }
-            if storage == Storage::ColMajor {
-                transpose_in_place(out, d);
-            }
-        }
+    for (k, p) in layout.planes(d).enumerate() {
+        let g = Givens::from_angle(angles[k]);
+        let (lo, hi) = out.split_at_mut(p.j * d);
+        g.apply_slices(&mut lo[p.i * d..(p.i + 1) * d], &mut hi[..d]);
+    }
+    if storage == Storage::ColMajor {
+        transpose_in_place(out, d);
     }
     Ok(())
 }
@@ -1447,7 +1403,7 @@ pub fn decompose_dmatrix<T: Real>(
 #[cfg(feature = "nalgebra")]
 pub fn rebuild_dmatrix<T: Real>(layout: Layout, angles: &[T], d: usize) -> Result<nalgebra::DMatrix<T>> {
     let mut out = alloc::vec![T::zero(); d * d];
-    let mut work = alloc::vec![T::zero(); 2 * DEPTH * d];
+    let mut work = alloc::vec![T::zero(); rebuild_workspace_len(layout, d)];
     rebuild_core(layout, angles, d, Storage::ColMajor, &mut out, &mut work)?;
     Ok(nalgebra::DMatrix::from_vec(d, d, out))
 }
@@ -1470,17 +1426,18 @@ mod tests {
                     T::from_f64(6.0 * ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5))
                 })
                 .collect();
-            let mut work = alloc::vec![T::zero(); 2 * DEPTH * d];
+            let mut work = alloc::vec![T::zero(); rebuild_workspace_len(layout, d)];
             let (mut fast, mut base) = (alloc::vec![T::zero(); d * d], alloc::vec![T::zero(); d * d]);
             rebuild_core(layout, &angles, d, storage, &mut fast, &mut work).expect("rebuild");
-            rebuild_core_body(layout, &angles, d, storage, &mut base, &mut work).expect("rebuild");
+            rebuild_core_body::<T, crate::kernel::ByElement>(layout, &angles, d, storage, &mut base, &mut work)
+                .expect("rebuild");
             assert!(
                 fast.iter().zip(&base).all(|(a, b)| Real::to_f64(*a).to_bits() == Real::to_f64(*b).to_bits()),
                 "{layout:?} d={d} {storage:?}"
             );
         }
         for layout in [Layout::Chain, Layout::Tree, Layout::Full, Layout::FullParallel] {
-            for d in [1usize, 2, 3, 5, 8, 13, 17, 31, 40, 67] {
+            for d in [1usize, 2, 3, 5, 8, 13, 17, 31, 40, 67, 130] {
                 for storage in [Storage::RowMajor, Storage::ColMajor] {
                     check::<f32>(layout, d, storage);
                     check::<f64>(layout, d, storage);

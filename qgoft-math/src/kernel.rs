@@ -349,9 +349,9 @@ fn full_lanes<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize
         if let Some(done) = X::full::<M, T>(rot, op, data, ld, base, tw) {
             return done;
         }
-        full_regs::<M, T, [T; WT], FULL_WAVE>(rot, op, data, ld, base, tw)
+        full_regs::<M, T, [T; WT], _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
     } else {
-        full_regs::<M, T, [T; WT], 1>(rot, op, data, ld, base, tw)
+        full_regs::<M, T, [T; WT], _, 1>(Applied { rot, op }, data, ld, base, tw)
     }
 }
 
@@ -359,9 +359,8 @@ fn full_lanes<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize
 /// `K` columns at a time: chunks of two registers, then of one. Returns
 /// the lanes done.
 #[inline(always)]
-pub(crate) fn full_regs<M: Arith, T: Real, V: Reg<T>, const K: usize>(
-    rot: &Rotation<'_, T>,
-    op: Op,
+pub(crate) fn full_regs<M: Arith, T: Real, V: Reg<T>, S: FullBlocks<T>, const K: usize>(
+    src: S,
     data: &mut [T],
     ld: usize,
     base: usize,
@@ -369,9 +368,98 @@ pub(crate) fn full_regs<M: Arith, T: Real, V: Reg<T>, const K: usize>(
 ) -> usize {
     let whole = tw / (2 * V::W) * (2 * V::W);
     let more = (tw - whole) / V::W * V::W;
-    full::<M, T, V, 2, K>(rot, op, data, ld, base, whole);
-    full::<M, T, V, 1, K>(rot, op, data, ld, base + whole, more);
+    full::<M, T, V, S, 2, K>(src, data, ld, base, whole);
+    full::<M, T, V, S, 1, K>(src, data, ld, base + whole, more);
     whole + more
+}
+
+/// The blocks that the full layout's kernels ([`full_regs`]) apply, stored
+/// in the layout's parameter order: a rotation's, as an operator applies
+/// them ([`Applied`]), or a table of exact blocks ([`ExactTable`]).
+pub(crate) trait FullBlocks<T: Real>: Copy {
+    /// A stored block.
+    type Item: Copy;
+    /// The dimension.
+    fn dim(&self) -> usize;
+    /// Whether the columns go first to last (the product's first factor
+    /// first).
+    fn ascending(&self) -> bool;
+    /// The stored blocks, in parameter order.
+    fn items(&self) -> &[Self::Item];
+    /// The block applied for a stored one.
+    fn block(&self, it: Self::Item) -> Block<T>;
+    /// A bound `live <= dim` with every input coordinate from `live` on
+    /// zero in every lane: in ascending order, the planes that would act on
+    /// zeros only are skipped (they would leave zeros, up to their signs).
+    fn live(&self) -> usize {
+        self.dim()
+    }
+}
+
+/// A rotation's blocks as `op` applies them ([`Rotation::effective`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Applied<'r, 'a, T> {
+    /// The rotation.
+    pub(crate) rot: &'r Rotation<'a, T>,
+    /// The operator.
+    pub(crate) op: Op,
+}
+
+impl<T: Real> FullBlocks<T> for Applied<'_, '_, T> {
+    type Item = Block<T>;
+    #[inline(always)]
+    fn dim(&self) -> usize {
+        self.rot.dim()
+    }
+    #[inline(always)]
+    fn ascending(&self) -> bool {
+        self.op.ascending()
+    }
+    #[inline(always)]
+    fn items(&self) -> &[Block<T>] {
+        self.rot.blocks()
+    }
+    #[inline(always)]
+    fn block(&self, b: Block<T>) -> Block<T> {
+        self.rot.effective(self.op, b)
+    }
+}
+
+/// The full layout's exact blocks as a table of `(cos, sin)` pairs, two
+/// scalars per rotation ([`crate::decompose`]'s rebuild): the rotations
+/// `[[cos, -sin], [sin, cos]]`, first to last.
+#[derive(Clone, Copy)]
+pub(crate) struct ExactTable<'a, T> {
+    /// The dimension.
+    pub(crate) d: usize,
+    /// `(cos, sin)` of every rotation, in [`Layout::Full`]'s order.
+    pub(crate) cs: &'a [[T; 2]],
+    /// See [`FullBlocks::live`].
+    pub(crate) live: usize,
+}
+
+impl<T: Real> FullBlocks<T> for ExactTable<'_, T> {
+    type Item = [T; 2];
+    #[inline(always)]
+    fn dim(&self) -> usize {
+        self.d
+    }
+    #[inline(always)]
+    fn ascending(&self) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn items(&self) -> &[[T; 2]] {
+        self.cs
+    }
+    #[inline(always)]
+    fn block(&self, [c, s]: [T; 2]) -> Block<T> {
+        Block { a: c, b: -s, c: s, e: c }
+    }
+    #[inline(always)]
+    fn live(&self) -> usize {
+        self.live.min(self.d)
+    }
 }
 
 /// Columns of the full layout per wavefront in the SIMD kernels: on AVX2
@@ -402,10 +490,13 @@ pub(crate) trait Reg<T: Real>: Copy {
     fn rot<M: Arith>(c: &Self::Coef, p: &mut Self, q: &mut Self);
     /// `self - self` lane by lane: +0 where the lane is finite, NaN where
     /// it is NaN or infinite.
+    #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
     fn probe(&self) -> Self;
     /// The lane-by-lane sum.
+    #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
     fn sum(&self, o: &Self) -> Self;
     /// Whether every lane is zero.
+    #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
     fn all_zero(&self) -> bool;
 }
 
@@ -731,6 +822,7 @@ fn tree_block<M: Arith, T: Real, const W: usize, const N: usize, const ASC: bool
 /// separate pipes for sums and products they leave the rotations' pipes
 /// alone.
 #[inline(always)]
+#[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
 pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>>(
     rot: &Rotation<'_, T>,
     op: Op,
@@ -766,6 +858,7 @@ pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>>(
 /// `V::W`, at most `ld`) in registers `V`: [`tree_group`] on registers.
 /// Returns whether every value written was finite.
 #[inline(always)]
+#[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
 fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
     rot: &Rotation<'_, T>,
     op: Op,
@@ -803,6 +896,7 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
 /// every register of lanes of its `N` rows (all `tw` long, a multiple of
 /// `V::W`). Returns `acc` plus [`Reg::probe`] of every value written.
 #[inline(always)]
+#[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
 fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
     rows: &mut [&mut [T]; N],
     cb: &[Block<T>; N],
@@ -891,40 +985,44 @@ fn chain<M: Arith, T: Real, const W: usize>(
 /// registers `V`; `K` columns at a time go as a wavefront (see
 /// [`full_up`] and [`full_down`]), the columns left over one at a time.
 #[inline(always)]
-fn full<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
-    rot: &Rotation<'_, T>,
-    op: Op,
+fn full<M: Arith, T: Real, V: Reg<T>, S: FullBlocks<T>, const R: usize, const K: usize>(
+    src: S,
     data: &mut [T],
     ld: usize,
     base: usize,
     tw: usize,
 ) {
-    let d = rot.dim();
-    if d < 2 {
+    let d = src.dim();
+    let live = src.live();
+    if d < 2 || live == 0 {
         return;
     }
     let mut l0 = 0;
     while l0 < tw {
         let lanes = Lanes { ld, base: base + l0 };
-        if op.ascending() {
+        if src.ascending() {
+            // Before column `c`, the coordinates from `live + c` on are
+            // still zero (each column moves the last nonzero one down by
+            // at most one): the columns `c0 .. c0 + K` act on the first
+            // `live + c0 + K` coordinates only.
             let mut c0 = 0;
             while c0 + K < d {
-                full_up::<M, T, V, R, K>(rot, op, data, lanes, c0);
+                full_up::<M, T, V, S, R, K>(src, data, lanes, c0, d.min(live + c0 + K));
                 c0 += K;
             }
             while c0 + 1 < d {
-                full_up::<M, T, V, R, 1>(rot, op, data, lanes, c0);
+                full_up::<M, T, V, S, R, 1>(src, data, lanes, c0, d.min(live + c0 + 1));
                 c0 += 1;
             }
         } else {
             // Columns `d - 2` down to 0: whole groups first, from the top.
             let mut left = d - 1;
             while left >= K {
-                full_down::<M, T, V, R, K>(rot, op, data, lanes, left - 1);
+                full_down::<M, T, V, S, R, K>(src, data, lanes, left - 1);
                 left -= K;
             }
             while left >= 1 {
-                full_down::<M, T, V, R, 1>(rot, op, data, lanes, left - 1);
+                full_down::<M, T, V, S, R, 1>(src, data, lanes, left - 1);
                 left -= 1;
             }
         }
@@ -946,8 +1044,9 @@ impl Lanes {
     }
 }
 
-/// Columns `c0 .. c0 + K` (all below `d - 1`) of the full layout in
-/// ascending order, as a wavefront: each coordinate is loaded once, passes
+/// Columns `c0 .. c0 + K` (all below `d - 1`) of the full layout, on its
+/// first `d` coordinates (see [`FullBlocks::live`]), in ascending order, as
+/// a wavefront: each coordinate is loaded once, passes
 /// through the `K` columns in registers (column `j` one plane behind column
 /// `j - 1`) and is stored once, where one column at a time loads and stores
 /// it once per column. Every rotation sees the values it sees column by
@@ -959,20 +1058,22 @@ impl Lanes {
 /// columns end with the same input `x[c0]`, and their carries are their
 /// final coordinates `c0 .. c0 + K`.
 #[inline(always)]
-fn full_up<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
-    rot: &Rotation<'_, T>,
-    op: Op,
+fn full_up<M: Arith, T: Real, V: Reg<T>, S: FullBlocks<T>, const R: usize, const K: usize>(
+    src: S,
     data: &mut [T],
     lanes: Lanes,
     c0: usize,
+    d: usize,
 ) {
-    let d = rot.dim();
-    let blocks = rot.blocks();
+    // Only the first `d` coordinates (of `src.dim()`): each column's
+    // planes below them, its first, are skipped.
+    let skip = src.dim() - d;
+    let blocks = src.items();
     // The inputs x[d - 1], x[d - 2], .., x[c0]; column j has one plane
     // fewer than column j - 1.
     let inputs = d - c0;
-    let cols: [&[Block<T>]; K] = core::array::from_fn(|j| {
-        let o = crate::layout::full_column_start(d, c0 + j);
+    let cols: [&[S::Item]; K] = core::array::from_fn(|j| {
+        let o = crate::layout::full_column_start(src.dim(), c0 + j) + skip;
         &blocks[o..o + (d - 1 - c0 - j)]
     });
     let mut carry = [[V::zero(); R]; K];
@@ -985,7 +1086,7 @@ fn full_up<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
         let mut v = load_regs::<T, V, R>(data, lanes.at(d - 1 - i));
         for (j, c) in carry.iter_mut().enumerate() {
             if j < i {
-                rot_regs::<M, T, V, R>(rot.effective(op, cols[j][i - j - 1]), &mut v, c);
+                rot_regs::<M, T, V, R>(src.block(cols[j][i - j - 1]), &mut v, c);
                 core::mem::swap(&mut v, c);
             } else if j == i {
                 *c = v;
@@ -997,7 +1098,7 @@ fn full_up<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
     // a plain loop, so that the compiler knows their lengths and drops the
     // bounds checks of the loop below).
     let steps = inputs - K;
-    let mut steady: [&[Block<T>]; K] = [&[]; K];
+    let mut steady: [&[S::Item]; K] = [&[]; K];
     for (j, sl) in steady.iter_mut().enumerate() {
         *sl = &cols[j][K - j - 1..][..steps];
     }
@@ -1007,7 +1108,7 @@ fn full_up<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
         // (as in `full_down`): with the value copied out and back instead,
         // the 512-bit build kept the carries in memory, 5 - 7 times as slow.
         for (sl, c) in steady.iter().zip(carry.iter_mut()) {
-            rot_regs::<M, T, V, R>(rot.effective(op, sl[t]), &mut v, c);
+            rot_regs::<M, T, V, R>(src.block(sl[t]), &mut v, c);
             core::mem::swap(&mut v, c);
         }
         store_regs::<T, V, R>(data, lanes.at(d - 1 - t), &v);
@@ -1027,19 +1128,18 @@ fn full_up<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
 /// `c` left at its plane `s`; it has one plane more, which takes column
 /// `c`'s final carry.
 #[inline(always)]
-fn full_down<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
-    rot: &Rotation<'_, T>,
-    op: Op,
+fn full_down<M: Arith, T: Real, V: Reg<T>, S: FullBlocks<T>, const R: usize, const K: usize>(
+    src: S,
     data: &mut [T],
     lanes: Lanes,
     c0: usize,
 ) {
-    let d = rot.dim();
-    let blocks = rot.blocks();
+    let d = src.dim();
+    let blocks = src.items();
     // Column j has d - 1 - c0 + j planes; its plane s is its parameter
     // d - 2 - c0 + j - s (parameters run from x[d - 1] up).
     let planes = d - 1 - c0;
-    let cols: [&[Block<T>]; K] = core::array::from_fn(|j| {
+    let cols: [&[S::Item]; K] = core::array::from_fn(|j| {
         let o = crate::layout::full_column_start(d, c0 - j);
         &blocks[o..o + (planes + j)]
     });
@@ -1049,14 +1149,14 @@ fn full_down<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
     }
     // Column j's planes, last parameter first, as slices of one length
     // (as in `full_up`).
-    let mut steady: [&[Block<T>]; K] = [&[]; K];
+    let mut steady: [&[S::Item]; K] = [&[]; K];
     for (j, sl) in steady.iter_mut().enumerate() {
         *sl = &cols[j][j..][..planes];
     }
     for s in 0..planes {
         let mut v = load_regs::<T, V, R>(data, lanes.at(c0 + 1 + s));
         for (sl, c) in steady.iter().zip(carry.iter_mut()) {
-            rot_regs::<M, T, V, R>(rot.effective(op, sl[planes - 1 - s]), c, &mut v);
+            rot_regs::<M, T, V, R>(src.block(sl[planes - 1 - s]), c, &mut v);
             core::mem::swap(&mut v, c);
         }
         store_regs::<T, V, R>(data, lanes.at(c0 + 1 + s - K), &v);
@@ -1070,7 +1170,7 @@ fn full_down<M: Arith, T: Real, V: Reg<T>, const R: usize, const K: usize>(
             if j == e {
                 v = *c;
             } else if j > e {
-                rot_regs::<M, T, V, R>(rot.effective(op, cols[j][planes - 1 + j - s]), c, &mut v);
+                rot_regs::<M, T, V, R>(src.block(cols[j][planes - 1 + j - s]), c, &mut v);
                 core::mem::swap(&mut v, c);
             }
         }
@@ -1686,6 +1786,21 @@ pub(crate) trait Transposer {
         None
     }
 
+    /// The full layout's wavefront ([`full_regs`]) for a table of exact
+    /// blocks, unfused ([`PlainExact`]: bitwise the arrays' kernel), on the
+    /// processor's own registers: the lanes done, or `None` if not handled
+    /// (then the arrays' kernel runs).
+    #[inline(always)]
+    fn full_table<T: Real>(
+        _src: ExactTable<'_, T>,
+        _data: &mut [T],
+        _ld: usize,
+        _base: usize,
+        _tw: usize,
+    ) -> Option<usize> {
+        None
+    }
+
     /// The tree ([`tree_regs`]) on the processor's own registers: the
     /// lanes done and whether every value written was finite, or `None` if
     /// not handled (then the arrays' kernel runs).
@@ -1991,7 +2106,7 @@ pub(crate) fn run_portable<T: Real>(
 
 #[cfg(test)]
 mod tests {
-    use super::{full, Arith, Fused, Kernel, Plain};
+    use super::{full, Applied, Arith, Fused, Kernel, Plain};
     use crate::{Block, Layout, Op, Real, Rotation};
     use alloc::vec::Vec;
     use proptest::prelude::*;
@@ -2306,11 +2421,11 @@ mod tests {
             let x: Vec<T> = (0..d * tw).map(|_| T::from_f64(rng(&mut seed))).collect();
             for op in [Op::Forward, Op::Transpose, Op::Inverse, Op::InverseTranspose] {
                 let mut one = x.clone();
-                full::<M, T, [T; 4], 2, 1>(&rot, op, &mut one, tw, 0, 8);
-                full::<M, T, [T; 4], 1, 1>(&rot, op, &mut one, tw, 8, 4);
+                full::<M, T, [T; 4], _, 2, 1>(Applied { rot: &rot, op }, &mut one, tw, 0, 8);
+                full::<M, T, [T; 4], _, 1, 1>(Applied { rot: &rot, op }, &mut one, tw, 8, 4);
                 let mut wave = x.clone();
-                full::<M, T, [T; 4], 2, 5>(&rot, op, &mut wave, tw, 0, 8);
-                full::<M, T, [T; 4], 1, 3>(&rot, op, &mut wave, tw, 8, 4);
+                full::<M, T, [T; 4], _, 2, 5>(Applied { rot: &rot, op }, &mut wave, tw, 0, 8);
+                full::<M, T, [T; 4], _, 1, 3>(Applied { rot: &rot, op }, &mut wave, tw, 8, 4);
                 assert_ne!(one, x, "d={d} {op:?}: nothing rotated");
                 let same = one.iter().zip(&wave).all(|(&a, &b)| Real::to_f64(a).to_bits() == Real::to_f64(b).to_bits());
                 assert!(same, "d={d} quasi={quasi} {op:?}");

@@ -253,7 +253,7 @@ dispatch! {
             // SAFETY: AVX2 and FMA were detected on this processor just above.
             return unsafe { x86::rebuild_avx2(layout, angles, d, storage, out, work) };
         }
-        crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
+        crate::decompose::rebuild_core_body::<Self, crate::kernel::ByElement>(layout, angles, d, storage, out, work)
     }
 }
 
@@ -288,7 +288,10 @@ fn rows_with<T: Real>(
 mod x86 {
     use crate::apply::Op;
     use crate::grad::{Geometry, Saved};
-    use crate::kernel::{full_regs, rows, run, tree_regs, Arith, Fused, GradRows, Reg, Transposer, FULL_WAVE};
+    use crate::kernel::{
+        full_regs, rows, run, tree_regs, Applied, Arith, ExactTable, Fused, GradRows, PlainExact, Reg, Transposer,
+        FULL_WAVE,
+    };
     use crate::Block;
     use crate::{Real, Rotation};
     use core::any::TypeId;
@@ -436,7 +439,7 @@ mod x86 {
         out: &mut [T],
         work: &mut [T],
     ) -> crate::Result<()> {
-        crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
+        crate::decompose::rebuild_core_body::<T, Shuffles<false>>(layout, angles, d, storage, out, work)
     }
 
     /// # Safety
@@ -450,7 +453,7 @@ mod x86 {
         out: &mut [T],
         work: &mut [T],
     ) -> crate::Result<()> {
-        crate::decompose::rebuild_core_body(layout, angles, d, storage, out, work)
+        crate::decompose::rebuild_core_body::<T, Shuffles<true>>(layout, angles, d, storage, out, work)
     }
 
     /// # Safety
@@ -552,16 +555,43 @@ mod x86 {
             if TypeId::of::<T>() == TypeId::of::<f32>() {
                 let (rot, data) = (cast_rot::<T, f32>(rot), cast_slice_mut::<T, f32>(data));
                 Some(if WIDE {
-                    full_regs::<M, f32, Zmm32, FULL_WAVE>(rot, op, data, ld, base, tw)
+                    full_regs::<M, f32, Zmm32, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
                 } else {
-                    full_regs::<M, f32, Ymm32, FULL_WAVE>(rot, op, data, ld, base, tw)
+                    full_regs::<M, f32, Ymm32, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
                 })
             } else if TypeId::of::<T>() == TypeId::of::<f64>() {
                 let (rot, data) = (cast_rot::<T, f64>(rot), cast_slice_mut::<T, f64>(data));
                 Some(if WIDE {
-                    full_regs::<M, f64, Zmm64, FULL_WAVE>(rot, op, data, ld, base, tw)
+                    full_regs::<M, f64, Zmm64, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
                 } else {
-                    full_regs::<M, f64, Ymm64, FULL_WAVE>(rot, op, data, ld, base, tw)
+                    full_regs::<M, f64, Ymm64, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
+                })
+            } else {
+                None
+            }
+        }
+
+        #[inline(always)]
+        fn full_table<T: Real>(
+            src: ExactTable<'_, T>,
+            data: &mut [T],
+            ld: usize,
+            base: usize,
+            tw: usize,
+        ) -> Option<usize> {
+            if TypeId::of::<T>() == TypeId::of::<f32>() {
+                let (src, data) = (cast_table::<T, f32>(src), cast_slice_mut::<T, f32>(data));
+                Some(if WIDE {
+                    full_regs::<PlainExact, f32, Zmm32, _, FULL_WAVE>(src, data, ld, base, tw)
+                } else {
+                    full_regs::<PlainExact, f32, Ymm32, _, FULL_WAVE>(src, data, ld, base, tw)
+                })
+            } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+                let (src, data) = (cast_table::<T, f64>(src), cast_slice_mut::<T, f64>(data));
+                Some(if WIDE {
+                    full_regs::<PlainExact, f64, Zmm64, _, FULL_WAVE>(src, data, ld, base, tw)
+                } else {
+                    full_regs::<PlainExact, f64, Ymm64, _, FULL_WAVE>(src, data, ld, base, tw)
                 })
             } else {
                 None
@@ -855,6 +885,16 @@ mod x86 {
         // SAFETY: `T` and `U` are the same type (asserted just above), so
         // the two rotation types are one.
         unsafe { &*(x as *const Rotation<'a, T>).cast::<Rotation<'a, U>>() }
+    }
+
+    /// A table of exact blocks of `T` as one of `U` when both are the same
+    /// type (asserted).
+    #[inline(always)]
+    fn cast_table<T: Real, U: Real>(x: ExactTable<'_, T>) -> ExactTable<'_, U> {
+        assert_eq!(TypeId::of::<T>(), TypeId::of::<U>());
+        // SAFETY: `T` and `U` are the same type (asserted just above).
+        let cs = unsafe { core::slice::from_raw_parts(x.cs.as_ptr().cast::<[U; 2]>(), x.cs.len()) };
+        ExactTable { d: x.d, cs, live: x.live }
     }
 
     /// A slice of `T` as one of `U` when both are the same type (checked
