@@ -501,6 +501,32 @@ mod x86 {
         crate::grad::backward::<T, Shuffles<true>>(rot, op, saved, dy, work, geo)
     }
 
+    /// [`full_regs`] with the arithmetic `$m` for the blocks `$src` of
+    /// scalar `$t` (cast by `$cast` to `f32` or `f64`, `None` for another
+    /// scalar) on the build's registers (`WIDE`: 512 bits, else 256), five
+    /// columns of the wavefront at a time: the lanes done.
+    macro_rules! full_on_regs {
+        ($m:ty, $t:ty, $cast:ident, $src:expr, $data:expr, $ld:expr, $base:expr, $tw:expr) => {{
+            if TypeId::of::<$t>() == TypeId::of::<f32>() {
+                let (src, data) = ($cast::<$t, f32>($src), cast_slice_mut::<$t, f32>($data));
+                Some(if WIDE {
+                    full_regs::<$m, f32, Zmm32, _, FULL_WAVE>(src, data, $ld, $base, $tw)
+                } else {
+                    full_regs::<$m, f32, Ymm32, _, FULL_WAVE>(src, data, $ld, $base, $tw)
+                })
+            } else if TypeId::of::<$t>() == TypeId::of::<f64>() {
+                let (src, data) = ($cast::<$t, f64>($src), cast_slice_mut::<$t, f64>($data));
+                Some(if WIDE {
+                    full_regs::<$m, f64, Zmm64, _, FULL_WAVE>(src, data, $ld, $base, $tw)
+                } else {
+                    full_regs::<$m, f64, Ymm64, _, FULL_WAVE>(src, data, $ld, $base, $tw)
+                })
+            } else {
+                None
+            }
+        }};
+    }
+
     /// 8 x 8 transposes with AVX shuffles, and with `WIDE` the 16-row
     /// register blocks of AVX-512 for `f32`. Only instantiated inside the
     /// functions above, which run after AVX2 was detected (and AVX-512 F
@@ -552,23 +578,7 @@ mod x86 {
             // 512-bit build) came out of the compiler's vectorisation in
             // pieces, with the carries on the stack: 28 GFLOP/s for `f32`
             // at d = 1024 on AVX-512 against 55 for `f64`.
-            if TypeId::of::<T>() == TypeId::of::<f32>() {
-                let (rot, data) = (cast_rot::<T, f32>(rot), cast_slice_mut::<T, f32>(data));
-                Some(if WIDE {
-                    full_regs::<M, f32, Zmm32, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
-                } else {
-                    full_regs::<M, f32, Ymm32, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
-                })
-            } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-                let (rot, data) = (cast_rot::<T, f64>(rot), cast_slice_mut::<T, f64>(data));
-                Some(if WIDE {
-                    full_regs::<M, f64, Zmm64, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
-                } else {
-                    full_regs::<M, f64, Ymm64, _, FULL_WAVE>(Applied { rot, op }, data, ld, base, tw)
-                })
-            } else {
-                None
-            }
+            full_on_regs!(M, T, cast_applied, Applied { rot, op }, data, ld, base, tw)
         }
 
         #[inline(always)]
@@ -579,23 +589,7 @@ mod x86 {
             base: usize,
             tw: usize,
         ) -> Option<usize> {
-            if TypeId::of::<T>() == TypeId::of::<f32>() {
-                let (src, data) = (cast_table::<T, f32>(src), cast_slice_mut::<T, f32>(data));
-                Some(if WIDE {
-                    full_regs::<PlainExact, f32, Zmm32, _, FULL_WAVE>(src, data, ld, base, tw)
-                } else {
-                    full_regs::<PlainExact, f32, Ymm32, _, FULL_WAVE>(src, data, ld, base, tw)
-                })
-            } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-                let (src, data) = (cast_table::<T, f64>(src), cast_slice_mut::<T, f64>(data));
-                Some(if WIDE {
-                    full_regs::<PlainExact, f64, Zmm64, _, FULL_WAVE>(src, data, ld, base, tw)
-                } else {
-                    full_regs::<PlainExact, f64, Ymm64, _, FULL_WAVE>(src, data, ld, base, tw)
-                })
-            } else {
-                None
-            }
+            full_on_regs!(PlainExact, T, cast_table, src, data, ld, base, tw)
         }
 
         #[inline(always)]
@@ -885,6 +879,13 @@ mod x86 {
         // SAFETY: `T` and `U` are the same type (asserted just above), so
         // the two rotation types are one.
         unsafe { &*(x as *const Rotation<'a, T>).cast::<Rotation<'a, U>>() }
+    }
+
+    /// A rotation's blocks as an operator applies them, of `T` as of `U`
+    /// when both are the same type (asserted).
+    #[inline(always)]
+    fn cast_applied<'r, 'a, T: Real, U: Real>(x: Applied<'r, 'a, T>) -> Applied<'r, 'a, U> {
+        Applied { rot: cast_rot::<T, U>(x.rot), op: x.op }
     }
 
     /// A table of exact blocks of `T` as one of `U` when both are the same
