@@ -701,10 +701,10 @@ const REBUILD_TILE: usize = 32;
 /// scalars), then the identity's columns [`REBUILD_TILE`] at a time in a
 /// packed tile (rows of 4 KiB apart would share the first-level cache's
 /// sets), through every column group in registers, unfused (two products
-/// and a sum per output), and the tile into its columns of `out`. The
-/// planes that act on zeros only (below the tile's last column before the
-/// first column groups, or the last groups of `R^T`) are skipped: `2 d^3`
-/// flops.
+/// and a sum per output), and the tile into its columns of `out`
+/// (transposed at the end for [`Storage::ColMajor`]). The planes that act
+/// on zeros only (past the tile's last column, one coordinate further per
+/// column group done) are skipped: about `2 d^3` flops.
 #[inline(always)]
 pub(crate) fn rebuild_core_body<T: Real, X: Transposer>(
     layout: Layout,
