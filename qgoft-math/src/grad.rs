@@ -124,9 +124,12 @@ const STRICT_TILE_BUDGET: usize = 49152;
 /// Widest tile of rows processed at once.
 const MAX_TILE: usize = 64;
 
-/// Coordinates per block of [`backward_cross`]: the tree's first four
-/// stages act within each block of 16.
-const CROSS: usize = 16;
+/// Coordinates per block of [`backward_cross`]: the tree's first three
+/// stages act within each block of 8.
+const CROSS: usize = 8;
+
+/// The tree's stages that act within each block of [`CROSS`] coordinates.
+const CROSS_STAGES: usize = CROSS.trailing_zeros() as usize;
 
 /// Most rows per tile of [`backward_cross`].
 const CROSS_TILE: usize = 64;
@@ -390,9 +393,9 @@ pub fn vjp_rows_owned<T: Real>(
 /// Number of scalars of scratch that [`vjp_rows_from_input`] needs: that of
 /// [`vjp_rows`] from the saved batch `x` (the input gradient is only read,
 /// tile by tile, so it needs no room of its own), or, for the tree of exact
-/// unscaled blocks with `d` a multiple of 16 (the sums of 16 x 16 blocks,
+/// unscaled blocks with `d` a multiple of 8 (the sums of 8 x 8 blocks,
 /// for [`Op::Transpose`]), the larger of that and
-/// `L (4 (d/16 - 1) + 16 d) + 2 (d/16) w + 4 (d - 1)` with tiles of `w`
+/// `L (4 (d/8 - 1) + 8 d) + 2 (d/8) w + 4 (d - 1)` with tiles of `w`
 /// rows and `L` summation levels. Zero for an empty batch.
 ///
 /// ```
@@ -415,7 +418,7 @@ pub fn workspace_len_from_input<T: Real>(rot: &Rotation<'_, T>, x: &[T]) -> usiz
 
 /// Whether [`vjp_rows_from_input`] of [`Op::Transpose`] goes through
 /// [`backward_cross`]: the tree of exact blocks without scaling, `d` a
-/// multiple of 16.
+/// multiple of 8.
 fn cross_fits<T: Real>(rot: &Rotation<'_, T>) -> bool {
     let d = rot.dim();
     rot.layout() == Layout::Tree && rot.is_strict() && rot.scale().is_none() && d >= CROSS && d.is_multiple_of(CROSS)
@@ -437,8 +440,8 @@ fn cross_fits<T: Real>(rot: &Rotation<'_, T>) -> bool {
 /// `B_k D_k^T B_k`. The same kernels as [`vjp_rows`] from [`Saved::Output`],
 /// reading the input gradient where it lies and writing no carried
 /// gradient back; except for [`Op::Transpose`] of the tree with `d` a
-/// multiple of 16, where the first four stages' gradients come from one
-/// 16 x 16 sum `sum_r dx'_r x'_r^T` per block of 16 coordinates, rotated by
+/// multiple of 8, where the first three stages' gradients come from one
+/// 8 x 8 sum `sum_r dx'_r x'_r^T` per block of 8 coordinates, rotated by
 /// those stages alone (no stage applied to the rows; the same results up
 /// to rounding, bitwise the same on every kernel).
 ///
@@ -976,16 +979,16 @@ fn settle<'a, T: Real>(levels: &'a mut [T], gl: usize, geo: &Geometry) -> &'a [T
 }
 
 /// The backward of [`Op::Forward`] of the tree (exact blocks, no scaling,
-/// `d` a multiple of 16) from its output `x` with the read-only upstream
+/// `d` a multiple of 8) from its output `x` with the read-only upstream
 /// gradient `dx`, as [`vjp_rows_from_input`] runs it; returns the block
 /// gradient set (`4` entries per block).
 ///
 /// Undoing `R` walks the later stages first: on the blocks' first
-/// coordinates (leaders, every 16th) alone, done on two leader tiles with
+/// coordinates (leaders, every 8th) alone, done on two leader tiles with
 /// [`tree_recover`], which leave there the leaders `x'` and their gradients
-/// `dx'` as the first four stages see them. Those four stages act within
-/// each block of 16 coordinates, and their steps are orthogonal, so the
-/// block gradients of all 15 rotations of a block follow from one 16 x 16
+/// `dx'` as the first three stages see them. Those three stages act within
+/// each block of 8 coordinates, and their steps are orthogonal, so the
+/// block gradients of all 7 rotations of a block follow from one 8 x 8
 /// sum over the rows, `E = sum_r dx'_r x'_r^T` ([`cross_sums`], the rows
 /// read where they lie, with the leaders put in), by rotations of `E` alone
 /// ([`cross_blocks`]): no stage is applied to the rows and nothing is
@@ -1012,7 +1015,7 @@ fn backward_cross<'w, T: Real, X: Transposer>(
     let (lz, rest) = rest.split_at_mut(q * tw);
     let (lg, rest) = rest.split_at_mut(q * tw);
     let total = &mut rest[..4 * nb];
-    let sub = rot.sub_tree(4);
+    let sub = rot.sub_tree(CROSS_STAGES);
     for t in 0..geo.tiles {
         let r0 = t * tw;
         let w = tw.min(geo.n - r0);
@@ -1025,9 +1028,10 @@ fn backward_cross<'w, T: Real, X: Transposer>(
         let (lz, lg) = (&mut lz[..q * w8], &mut lg[..q * w8]);
         // Row by row: each row's lines in order.
         for (r, (xr, gr)) in xs.chunks_exact(d).zip(gs.chunks_exact(d)).enumerate() {
-            for (b, (x0, g0)) in xr.iter().step_by(CROSS).zip(gr.iter().step_by(CROSS)).enumerate() {
-                lz[b * w8 + r] = *x0;
-                lg[b * w8 + r] = *g0;
+            let leaders = lz.chunks_exact_mut(w8).zip(lg.chunks_exact_mut(w8));
+            for ((lzb, lgb), (xc, gc)) in leaders.zip(xr.chunks_exact(CROSS).zip(gr.chunks_exact(CROSS))) {
+                lzb[r] = xc[0];
+                lgb[r] = gc[0];
             }
         }
         for b in 0..q {
@@ -1037,7 +1041,6 @@ fn backward_cross<'w, T: Real, X: Transposer>(
         let (ol, oe) = out.split_at_mut(lead);
         tree_recover(&sub, Op::Forward, lz, lg, w8, ol);
         match X::cross_block::<T>() {
-            (16, 16) => cross_sums::<T, X, 16, 16>(xs, gs, lz, lg, d, w8, oe),
             (8, 8) => cross_sums::<T, X, 8, 8>(xs, gs, lz, lg, d, w8, oe),
             (8, 4) => cross_sums::<T, X, 8, 4>(xs, gs, lz, lg, d, w8, oe),
             _ => cross_sums::<T, X, 4, 4>(xs, gs, lz, lg, d, w8, oe),
@@ -1053,10 +1056,10 @@ fn backward_cross<'w, T: Real, X: Transposer>(
     total
 }
 
-/// `E_b = sum_r dx'_r x'_r^T` over the 16 coordinates of every block `b`
+/// `E_b = sum_r dx'_r x'_r^T` over the 8 coordinates of every block `b`
 /// of the tile's rows `xs`, `gs` (row-major, `d` per row), with the
-/// leaders (coordinate `16 b`) taken from `lz[b * w8 + r]`, `lg[..]`, into
-/// `out[256 b ..]` (row `i` of `E_b`, the gradient's coordinate, at `16 i`).
+/// leaders (coordinate `8 b`) taken from `lz[b * w8 + r]`, `lg[..]`, into
+/// `out[64 b ..]` (row `i` of `E_b`, the gradient's coordinate, at `8 i`).
 /// Blocks of `I x J` sums stay in registers over a chunk of rows that the
 /// first-level cache holds ([`cross_chunk_rows`]), then go on from `out`
 /// over the next chunk; every sum takes its products in row order.
@@ -1075,7 +1078,7 @@ fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
     for (b, eb) in out.chunks_exact_mut(CROSS * CROSS).enumerate() {
         let (lzb, lgb) = (&lz[b * w8..b * w8 + w], &lg[b * w8..b * w8 + w]);
         let (xb, gb) = (&xs[CROSS * b..], &gs[CROSS * b..]);
-        if X::cross16(xb, gb, lzb, lgb, d, eb) {
+        if X::cross8(xb, gb, lzb, lgb, d, eb) {
             continue;
         }
         for r0 in (0..w).step_by(chunk) {
@@ -1116,7 +1119,7 @@ fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
 /// (at rows 16 KiB apart a chunk of all 32 rows of a tile was 1.7 times
 /// as slow).
 #[inline(always)]
-pub(crate) const fn cross_chunk_rows(stride: usize) -> usize {
+const fn cross_chunk_rows(stride: usize) -> usize {
     let (mut a, mut b) = (stride, 4096);
     while b != 0 {
         (a, b) = (b, a % b);
@@ -1173,17 +1176,17 @@ fn cross_chunk<T: Real, const I: usize, const J: usize, const I0: bool, const J0
     }
 }
 
-/// The step gradients of the first four stages' 15 blocks within block `b`
-/// of 16 coordinates from its sum `E = sum_r dx' x'^T` (row-major 16 x 16),
+/// The step gradients of the first three stages' 7 blocks within block `b`
+/// of 8 coordinates from its sum `E = sum_r dx' x'^T` (row-major 8 x 8),
 /// into `total` (`4` entries per block, `dL/dM` of the step `M = B`).
 ///
-/// With `V_k = P_4 ... P_k` (the stages within the block, `V_5 = I`), stage
+/// With `V_k = P_3 ... P_k` (the stages within the block, `V_4 = I`), stage
 /// `k`'s input is `u = V_k^T x'` and the gradient at its output `g =
 /// V_(k+1)^T dx'` (orthogonal steps carry the gradient forward as they
 /// carry the values), so `sum_r g u^T = V_(k+1)^T E V_k`: from `W = E`,
-/// stage by stage from the fourth, `N = W P_k` gives the stage's 2 x 2
+/// stage by stage from the third, `N = W P_k` gives the stage's 2 x 2
 /// sums at its planes and `W <- P_k^T N` the next. A stage's planes need
-/// `W` only on the diagonal blocks of their spans (2, 4, 8, 16 coordinates),
+/// `W` only on the diagonal blocks of their spans (2, 4, 8 coordinates),
 /// so only those are carried.
 #[inline(always)]
 fn cross_blocks<T: Real>(rot: &Rotation<'_, T>, b: usize, e: &[T], total: &mut [T]) {
@@ -1192,7 +1195,7 @@ fn cross_blocks<T: Real>(rot: &Rotation<'_, T>, b: usize, e: &[T], total: &mut [
     for (row, src) in wm.iter_mut().zip(e.chunks_exact(CROSS)) {
         row.copy_from_slice(src);
     }
-    for s in (0..4).rev() {
+    for s in (0..CROSS_STAGES).rev() {
         let st = Layout::Tree.stage(d, s);
         let span = st.stride;
         let t0 = CROSS * b / span;

@@ -1906,20 +1906,20 @@ pub(crate) trait Transposer {
     }
 
     /// Rows and columns of the register block of accumulators in
-    /// `grad::backward_cross` (each a divisor of 16): as many as the
+    /// `grad::backward_cross` (each a divisor of 8): as many as the
     /// registers hold with room for the row's values.
     #[inline(always)]
     fn cross_block<T: Real>() -> (usize, usize) {
         (4, 4)
     }
 
-    /// The sums of `grad::cross_sums` for one block of 16 coordinates in
-    /// one pass: `out[16 i + j] = sum_r dx'_i x'_j` over the rows `r <
+    /// The sums of `grad::cross_sums` for one block of 8 coordinates in
+    /// one pass: `out[8 i + j] = sum_r dx'_i x'_j` over the rows `r <
     /// lz.len()` of `xb` and `gb` (row `r` at `r * ld`), the leaders
     /// `x'_0 = lz[r]`, `dx'_0 = lg[r]`; every sum bitwise as that function
     /// forms it. `false` if not handled (nothing is touched).
     #[inline(always)]
-    fn cross16<T: Real>(_xb: &[T], _gb: &[T], _lz: &[T], _lg: &[T], _ld: usize, _out: &mut [T]) -> bool {
+    fn cross8<T: Real>(_xb: &[T], _gb: &[T], _lz: &[T], _lg: &[T], _ld: usize, _out: &mut [T]) -> bool {
         false
     }
 
@@ -2375,7 +2375,7 @@ mod tests {
                     flat.extend(g.iter().copied().chain(blocks).chain(ds).map(|v| v.to_f64().to_bits()));
                 }
                 // From the input side (for `Op::Transpose` with `d` a
-                // multiple of 16, the sums of 16 x 16 blocks).
+                // multiple of 8, the sums of 8 x 8 blocks).
                 if !quasi && !scaled {
                     let mut db = alloc::vec![Block::default(); bl.len()];
                     let mut work = alloc::vec![T::zero(); workspace_len_from_input(&rot, &x)];
@@ -2397,7 +2397,9 @@ mod tests {
             check::<f64>(layout, d, n, quasi, false, Op::Transpose);
         }
         check::<f64>(Layout::Tree, 32, 200, false, false, Op::Forward);
-        for (d, n) in [(16, 5), (48, 13), (64, 72), (96, 70), (776, 24), (768, 136), (32, 200), (1024, 70)] {
+        for (d, n) in
+            [(8, 9), (16, 5), (24, 70), (48, 13), (64, 72), (96, 70), (776, 24), (768, 136), (32, 200), (1024, 70)]
+        {
             for op in [Op::Transpose, Op::Forward] {
                 for scaled in [false, true] {
                     check::<f32>(Layout::Tree, d, n, false, scaled, op);

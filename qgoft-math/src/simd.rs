@@ -682,39 +682,32 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn cross16<T: Real>(xb: &[T], gb: &[T], lz: &[T], lg: &[T], ld: usize, out: &mut [T]) -> bool {
+        fn cross8<T: Real>(xb: &[T], gb: &[T], lz: &[T], lg: &[T], ld: usize, out: &mut [T]) -> bool {
             if !is_f32::<T>() || lz.is_empty() {
                 return false;
             }
             let w = lz.len();
             // Bounds checked here, once: every access below is inside.
-            let span = (w - 1) * ld + 16;
+            let span = (w - 1) * ld + 8;
             let (xb, gb, lg) = (&xb[..span], &gb[..span], &lg[..w]);
-            let out: &mut [f32; 256] = cast_mut::<[T; 256], _>((&mut out[..256]).try_into().expect("16 x 16 sums"));
+            let out: &mut [f32; 64] = cast_mut::<[T; 64], _>((&mut out[..64]).try_into().expect("8 x 8 sums"));
             // SAFETY: `T` is `f32` (checked above), so the slices hold
-            // `f32`; `xb` and `gb` cover `r * ld + a` for `r < w`, `a < 16`,
-            // `lz` and `lg` hold `w` values; AVX2 and FMA are present, and
-            // with `WIDE` AVX-512 F and VL (see the struct's note).
+            // `f32`; `xb` and `gb` cover `r * ld + a` for `r < w`, `a < 8`,
+            // `lz` and `lg` hold `w` values; AVX2 and FMA are present.
             unsafe {
                 let (xb, gb, lz, lg) = (xb.as_ptr().cast(), gb.as_ptr().cast(), lz.as_ptr().cast(), lg.as_ptr().cast());
-                if WIDE {
-                    cross16_512(xb, gb, lz, lg, w, ld, out);
-                } else {
-                    cross16_256(xb, gb, lz, lg, w, ld, out);
-                }
+                cross8_256(xb, gb, lz, lg, w, ld, out);
             }
             true
         }
 
         #[inline(always)]
         fn cross_block<T: Real>() -> (usize, usize) {
-            // 16 accumulator registers of 512 or 256 bits; 8 for `f64` on
-            // 512 bits (16 x 8 sums there took 9 times as long).
+            // A whole 8 x 8 block in one pass where 8 registers hold it
+            // (`f32`, or `f64` on 512 bits); `f64` on 256 bits in two.
             match (WIDE, TypeId::of::<T>() == TypeId::of::<f32>()) {
-                (true, true) => (16, 16),
-                (true, false) => (8, 8),
-                (false, true) => (8, 8),
                 (false, false) => (8, 4),
+                _ => (8, 8),
             }
         }
 
@@ -1146,8 +1139,6 @@ mod x86 {
         fn splat(x: f32) -> Self;
         /// `self * o`, lane by lane.
         fn mul(self, o: Self) -> Self;
-        /// `self + o`, lane by lane.
-        fn add(self, o: Self) -> Self;
         /// `self / o`, lane by lane.
         fn div(self, o: Self) -> Self;
         /// `self * b + c` rounded once, lane by lane.
@@ -1188,7 +1179,7 @@ mod x86 {
     /// Implements [`Lanes`] for a register type with its instruction set's
     /// intrinsics (the set, with FMA, enabled in every caller).
     macro_rules! lanes {
-        ($t:ty: $set1:ident, $mul:ident, $add:ident, $div:ident, $fmadd:ident, $loadu:ident, $storeu:ident, $load_t:ident, $store_t:ident,
+        ($t:ty: $set1:ident, $mul:ident, $div:ident, $fmadd:ident, $loadu:ident, $storeu:ident, $load_t:ident, $store_t:ident,
          $sub:ident, $zero:ident, $or:ident, $zero_bits:expr, $unpacklo:ident, $unpackhi:ident, $shuffle:ident) => {
             impl Lanes for $t {
                 #[inline(always)]
@@ -1200,11 +1191,6 @@ mod x86 {
                 fn mul(self, o: Self) -> Self {
                     // SAFETY: the instruction set is enabled in every caller.
                     unsafe { $mul(self, o) }
-                }
-                #[inline(always)]
-                fn add(self, o: Self) -> Self {
-                    // SAFETY: the instruction set is enabled in every caller.
-                    unsafe { $add(self, o) }
                 }
                 #[inline(always)]
                 fn div(self, o: Self) -> Self {
@@ -1267,11 +1253,11 @@ mod x86 {
         };
     }
 
-    lanes!(__m256: _mm256_set1_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+    lanes!(__m256: _mm256_set1_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_storeu_ps,
         load_t8, store_t8, _mm256_sub_ps, _mm256_setzero_ps, _mm256_or_ps,
         |b: __m256| { let b = _mm256_castps_si256(b); _mm256_testz_si256(b, b) == 1 },
         _mm256_unpacklo_ps, _mm256_unpackhi_ps, _mm256_shuffle_ps);
-    lanes!(__m512: _mm512_set1_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+    lanes!(__m512: _mm512_set1_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_storeu_ps,
         load_t16, store_t16, _mm512_sub_ps, _mm512_setzero_ps, or512,
         |b: __m512| { let b = _mm512_castps_si512(b); _mm512_test_epi32_mask(b, b) == 0 },
         _mm512_unpacklo_ps, _mm512_unpackhi_ps, _mm512_shuffle_ps);
@@ -1743,125 +1729,52 @@ mod x86 {
         }
     }
 
-    /// [`Transposer::cross16`] for `f32` with AVX-512: one register per
-    /// row of `E`.
-    ///
-    /// # Safety
-    /// AVX-512 F must be present; `xb` and `gb` readable at `r * ld + a`
-    /// for `r < w`, `a < 16`, `lz` and `lg` at `r < w`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn cross16_512(
-        xb: *const f32,
-        gb: *const f32,
-        lz: *const f32,
-        lg: *const f32,
-        w: usize,
-        ld: usize,
-        out: &mut [f32; 256],
-    ) {
-        // SAFETY: as the function's contract says.
-        unsafe { cross16_with::<__m512, 1, 16>(xb, gb, lz, lg, w, ld, out) }
-    }
-
-    /// [`Transposer::cross16`] for `f32` with AVX2: four rows of `E` (two
-    /// registers each) per pass over the rows.
+    /// [`Transposer::cross8`] for `f32`: one register of 8 lanes per row
+    /// of `E`, all eight rows in one pass over the data rows (on AVX-512
+    /// too: a block's row is 8 lanes). Each row `i` of `E` as `dx_i` (or,
+    /// for `i = 0`, the leader's `dx'_0`) times the row of `x`, summed;
+    /// column 0 from the leader `x'_0` times the row of `dx`, the corner
+    /// alone. Each a product and a sum, as the portable loop forms them.
     ///
     /// # Safety
     /// AVX2 and FMA must be present; `xb` and `gb` readable at `r * ld +
-    /// a` for `r < w`, `a < 16`, `lz` and `lg` at `r < w`.
+    /// a` for `r < w`, `a < 8`, `lz` and `lg` at `r < w`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn cross16_256(
+    unsafe fn cross8_256(
         xb: *const f32,
         gb: *const f32,
         lz: *const f32,
         lg: *const f32,
         w: usize,
         ld: usize,
-        out: &mut [f32; 256],
+        out: &mut [f32; 64],
     ) {
         // SAFETY: as the function's contract says.
-        unsafe { cross16_with::<__m256, 2, 4>(xb, gb, lz, lg, w, ld, out) }
-    }
-
-    /// The sums of [`Transposer::cross16`] with `NV` registers `V` per row
-    /// of `E` and `IC` rows of `E` per pass over the data rows: each row
-    /// `i` of `E` as `dx_i` (or, for `i = 0`, the leader's `dx'_0`) times
-    /// the row of `x`, summed; column 0 from the leader `x'_0` times the
-    /// row of `dx` (first pass), the corner alone. Each a product and a
-    /// sum, as the portable loop forms them.
-    ///
-    /// # Safety
-    /// `V`'s instruction set enabled in the caller; pointers as for
-    /// [`cross16_512`].
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    unsafe fn cross16_with<V: Lanes, const NV: usize, const IC: usize>(
-        xb: *const f32,
-        gb: *const f32,
-        lz: *const f32,
-        lg: *const f32,
-        w: usize,
-        ld: usize,
-        out: &mut [f32; 256],
-    ) {
-        let lanes = 16 / NV;
-        let mut col = [V::splat(0.0); NV];
-        let mut corner = 0f32;
-        // With more than one pass, the passes go over chunks of rows that
-        // stay in the first-level cache.
-        let chunk = if IC == 16 { w } else { crate::grad::cross_chunk_rows(ld * 4) };
-        for r0 in (0..w).step_by(chunk) {
-            let r1 = (r0 + chunk).min(w);
-            for i0 in (0..16).step_by(IC) {
-                let mut acc = [[V::splat(0.0); NV]; IC];
-                if r0 > 0 {
-                    for (i, a) in acc.iter_mut().enumerate() {
-                        for (v, s) in a.iter_mut().enumerate() {
-                            // SAFETY: row `i0 + i < 16` of the 16 x 16 sums.
-                            *s = unsafe { V::load(out.as_ptr().add(16 * (i0 + i) + v * lanes)) };
-                        }
-                    }
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut col = _mm256_setzero_ps();
+            let mut corner = 0f32;
+            for r in 0..w {
+                let (xr, gr, l, lgr) = (xb.add(r * ld), gb.add(r * ld), *lz.add(r), *lg.add(r));
+                let xv = _mm256_loadu_ps(xr);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let g = _mm256_set1_ps(if i == 0 { lgr } else { *gr.add(i) });
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(g, xv));
                 }
-                for r in r0..r1 {
-                    // SAFETY: inside the bounds of the function's contract.
-                    let (xr, gr, l, lgr) = unsafe { (xb.add(r * ld), gb.add(r * ld), *lz.add(r), *lg.add(r)) };
-                    let mut xv = [V::splat(0.0); NV];
-                    for (v, x) in xv.iter_mut().enumerate() {
-                        *x = unsafe { V::load(xr.add(v * lanes)) };
-                    }
-                    for (i, a) in acc.iter_mut().enumerate() {
-                        let g = V::splat(if i0 + i == 0 { lgr } else { unsafe { *gr.add(i0 + i) } });
-                        for (s, x) in a.iter_mut().zip(xv) {
-                            *s = s.add(g.mul(x));
-                        }
-                    }
-                    if i0 == 0 {
-                        let lv = V::splat(l);
-                        for (v, c) in col.iter_mut().enumerate() {
-                            *c = c.add(unsafe { V::load(gr.add(v * lanes)) }.mul(lv));
-                        }
-                        corner += lgr * l;
-                    }
-                }
-                for (i, a) in acc.iter().enumerate() {
-                    for (v, s) in a.iter().enumerate() {
-                        // SAFETY: row `i0 + i < 16` of the 16 x 16 sums.
-                        unsafe { s.store(out.as_mut_ptr().add(16 * (i0 + i) + v * lanes)) };
-                    }
-                }
+                col = _mm256_add_ps(col, _mm256_mul_ps(_mm256_loadu_ps(gr), _mm256_set1_ps(l)));
+                corner += lgr * l;
             }
+            for (i, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), *a);
+            }
+            let mut c = [0f32; 8];
+            _mm256_storeu_ps(c.as_mut_ptr(), col);
+            for (i, v) in c.iter().enumerate() {
+                out[8 * i] = *v;
+            }
+            out[0] = corner;
         }
-        let mut c = [0f32; 16];
-        for (v, s) in col.iter().enumerate() {
-            // SAFETY: `c` holds 16 values.
-            unsafe { s.store(c.as_mut_ptr().add(v * lanes)) };
-        }
-        for (i, v) in c.iter().enumerate() {
-            out[16 * i] = *v;
-        }
-        out[0] = corner;
     }
 
     /// See [`Transposer::recover_pair`]: rows `r < w8` of a pair of blocks,

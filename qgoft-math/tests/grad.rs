@@ -415,17 +415,17 @@ macro_rules! vjp_props {
                 }
 
                 #[test]
-                fn vjp_from_the_input_side_on_blocks_of_16_is_the_vjp(
-                    k in 1usize..=10,
+                fn vjp_from_the_input_side_on_blocks_of_8_is_the_vjp(
+                    k in 1usize..=20,
                     n in 1usize..=300,
                     seed in any::<u64>(),
                     bad in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY)],
                     in_x in any::<bool>(),
                     at in any::<prop::sample::Index>(),
                 ) {
-                    // The tree with `d` a multiple of 16 undoing `R^T`: the
-                    // sums of 16 x 16 blocks, over several tiles of rows.
-                    let d = 16 * k;
+                    // The tree with `d` a multiple of 8 undoing `R^T`: the
+                    // sums of 8 x 8 blocks, over several tiles of rows.
+                    let d = 8 * k;
                     let c = Case::new::<$t>(1, d, n, 0, false, true, false, seed);
                     prop_assert_eq!(c.layout, Layout::Tree);
                     from_input_case::<$t>(&c, bad, in_x, at.index(n * d))?;
