@@ -321,7 +321,11 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// `out` (same length), leaving `x` as it is. For the tree with `d` a
     /// multiple of 8 the input is checked as it is read, in the same pass
     /// as the rotation: one pass over the data where [`Rotation::apply_rows`]
-    /// on a copy makes three (copy, check, rotation).
+    /// on a copy makes three (copy, check, rotation). The exception, `f32`
+    /// rows a multiple of 4 KiB apart (`d` a multiple of 1024): there the
+    /// out-of-place pass keeps evicting the lines it reads, and the batch
+    /// is copied, checked and rotated in place, 0.70 to 0.83 ns per element
+    /// against 1.06 to 1.15 in one pass (one thread, AVX2).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] unless `d` divides `x.len()` and
@@ -354,6 +358,18 @@ impl<'a, T: Real> Rotation<'a, T> {
                 finite &= crate::simd::Dispatch::all_finite(self.kernel, row);
             }
             return overflow_unless(finite);
+        }
+        if crate::kernel::rows_into_by_copy(self) {
+            // Copied whole, checked, then rotated in place (see the
+            // kernel's reasons). One copy, not pieces: with the output 16
+            // bytes past the input modulo 4 KiB, pieces of 16 KiB copied at
+            // 2.4 ns per element and the whole batch at 0.2 (the system's
+            // copy picks its method by size).
+            out.copy_from_slice(x);
+            if !crate::simd::Dispatch::all_finite(self.kernel, out) {
+                return check_finite("input batch", x);
+            }
+            return overflow_unless(crate::simd::Dispatch::rows(self.kernel, self, op, None, out, tile).1);
         }
         let (input_ok, finite) = crate::simd::Dispatch::rows(self.kernel, self, op, Some(x), out, tile);
         if !input_ok {
