@@ -366,9 +366,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             // 2.4 ns per element and the whole batch at 0.2 (the system's
             // copy picks its method by size).
             out.copy_from_slice(x);
-            if !crate::simd::Dispatch::all_finite(self.kernel, out) {
-                return check_finite("input batch", x);
-            }
+            self.check_input(out)?;
             return overflow_unless(crate::simd::Dispatch::rows(self.kernel, self, op, None, out, tile).1);
         }
         let (input_ok, finite) = crate::simd::Dispatch::rows(self.kernel, self, op, Some(x), out, tile);

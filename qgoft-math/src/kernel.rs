@@ -1528,7 +1528,9 @@ pub(crate) fn table_blocks<T: Real>(t: &[T]) -> [Block<T>; ROW_BLOCK] {
 /// reads. The blocks then go in pairs: the first one's result into a stash
 /// on the stack, the second one straight into the rows, then the stash into
 /// its rows, so each source line is loaded once. (Where the rows spread over
-/// more sets, the stash's copies cost more than they save.)
+/// more sets, the stash's copies cost more than they save.) Only rows 2 KiB
+/// apart come here paired: at 4 KiB `apply_rows_into` copies the batch and
+/// rotates it in place instead ([`rows_into_by_copy`]).
 #[inline(always)]
 fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     rot: &Rotation<'_, T>,

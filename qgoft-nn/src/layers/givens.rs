@@ -806,8 +806,8 @@ fn row_chunks(n: usize, d: usize) -> usize {
 }
 
 /// `Z = X R` row by row (`apply_rows_into(Op::Transpose)`: read, checked
-/// and rotated in one pass where the row stride allows), the rows split over threads (rows are
-/// independent, so the result is the same bitwise).
+/// and rotated in one pass where the row stride allows), the rows split
+/// over threads (rows are independent, so the result is the same bitwise).
 fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], spare: &Spare) -> Result<Pooled> {
     let mut out = spare.take(x.len());
     rows_into_par(rot, Op::Transpose, x, &mut out.buf)?;
@@ -816,10 +816,10 @@ fn rotate_rows(rot: &qgoft_math::Rotation<'_, f32>, x: &[f32], spare: &Spare) ->
 
 /// `op` applied to every row of the row-major batch `x` into `out` (same
 /// length, a multiple of `d`) by `apply_rows_into`, which reads, checks and
-/// writes each row in one pass where the row stride allows, the rows split over the GEMM threads (on
-/// the pool the GEMM runs on, whose threads are awake after a GEMM). Rows
-/// are independent, so the result is bitwise that of one call on the whole
-/// batch; `x` is never written.
+/// writes each row in one pass where the row stride allows, the rows split
+/// over the GEMM threads (on the pool the GEMM runs on, whose threads are
+/// awake after a GEMM). Rows are independent, so the result is bitwise that
+/// of one call on the whole batch; `x` is never written.
 ///
 /// # Errors
 /// As `apply_rows_into`; a non-finite value is named by its index in the
