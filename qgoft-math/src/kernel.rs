@@ -2127,7 +2127,9 @@ pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
 /// against 4.42 - 4.56 us with the check running forwards.
 #[inline(always)]
 pub(crate) fn all_finite_in<T: Real, const L: usize>(xs: &[T]) -> bool {
-    let zero = T::zero();
+    // Opaque to the optimiser, which otherwise turns `v * 0` back into
+    // `v - v` (two sums per value again).
+    let zero = core::hint::black_box(T::zero());
     let mut acc = [zero; L];
     let mut chunks = xs.rchunks_exact(L);
     for c in &mut chunks {
