@@ -1746,63 +1746,39 @@ impl<T> GradRows<'_, T> {
     }
 }
 
-/// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`.
-/// Eight rows at a time: for each block `b`, the 8 rows' leaders go to 8
-/// consecutive entries of `lead`, so the stores are contiguous and the
-/// loads follow 8 streams. Each row is cut to its `8 q` leaders' span once,
-/// so that the indexing carries no multiplication by `d` and the compiler
-/// can drop the bounds checks (`b < q` from the chunks of `lead`). Row by
-/// row (one leader of a row, then the next) took 0.64 - 1.02 ns per leader
-/// against 0.41 - 0.53 (d = 256 - 4096, 64 rows); leader by leader down
-/// all the rows was slower where rows lie a multiple of 4 KiB apart and
-/// share the cache's sets (d = 4096, `R`, AVX-512: 5.2 - 5.6 against
-/// 14.0 - 17.9 GFLOP/s): 8 rows' lines fit one set's ways.
+/// `lead[b * stride + r] = rows[r * d + 8 b]` for every row `r` of `rows`,
+/// row by row: each row cut to its `8 q` leaders' span and walked in
+/// blocks of 8 next to `lead`'s rows, so that the loop carries no
+/// multiplication, no division and one bounds check. Against the same walk
+/// through `step_by` iterators: from the third-level cache 0.63 - 1.19 ns
+/// per leader against 0.82 - 1.43 (d = 768 with 1024 and 4096 rows, d =
+/// 256 with 8192), in cache and from memory the same (0.63 - 1.02 for 64
+/// rows of d = 256 - 4096; 1.86 - 2.13 for 2^20 rows of d = 256).
+/// Eight rows at a time (8 consecutive stores into `lead` per block) ran
+/// faster in cache (0.36 - 0.53) but 1.4 times as slow from memory (2.65 -
+/// 2.98 against 1.86 - 1.95 ns at d = 256, 2^20 rows): the 8 rows' lines
+/// are not one stream for the prefetchers. Leader by leader down all the
+/// rows was slower where rows lie a multiple of 4 KiB apart and share the
+/// cache's sets (d = 4096, `R`, AVX-512: 5.2 - 5.6 against 14.0 - 17.9
+/// GFLOP/s).
 #[inline(always)]
 pub(crate) fn gather_leaders<T: Real>(rows: &[T], lead: &mut [T], d: usize, stride: usize) {
-    const B: usize = ROW_BLOCK;
-    let q = d / B;
-    let mut groups = rows.chunks_exact(B * d);
-    let mut r0 = 0;
-    for g in &mut groups {
-        let rs: [&[T]; B] = core::array::from_fn(|j| &g[j * d..j * d + q * B]);
-        for (b, lb) in lead.chunks_exact_mut(stride).take(q).enumerate() {
-            for (o, row) in lb[r0..r0 + B].iter_mut().zip(&rs) {
-                *o = row[b * B];
-            }
-        }
-        r0 += B;
-    }
-    for (r, row) in groups.remainder().chunks_exact(d).enumerate() {
-        for (v, out) in row.iter().step_by(B).zip(lead[r0 + r..].iter_mut().step_by(stride)) {
-            *out = *v;
+    let span = d / ROW_BLOCK * ROW_BLOCK;
+    for (r, row) in rows.chunks_exact(d).enumerate() {
+        for (c, lb) in row[..span].chunks_exact(ROW_BLOCK).zip(lead.chunks_exact_mut(stride)) {
+            lb[r] = c[0];
         }
     }
 }
 
 /// `rows[r * d + 8 b] = lead[b * stride + r]` for every row `r` of `rows`,
-/// eight rows at a time as [`gather_leaders`] reads them.
+/// as [`gather_leaders`] walks them.
 #[inline(always)]
 pub(crate) fn scatter_leaders<T: Real>(rows: &mut [T], lead: &[T], d: usize, stride: usize) {
-    const B: usize = ROW_BLOCK;
-    let q = d / B;
-    let mut groups = rows.chunks_exact_mut(B * d);
-    let mut r0 = 0;
-    for g in &mut groups {
-        let mut it = g.chunks_exact_mut(d);
-        let mut rs: [&mut [T]; B] = core::array::from_fn(|_| match it.next() {
-            Some(row) => &mut row[..q * B],
-            None => &mut [],
-        });
-        for (b, lb) in lead.chunks_exact(stride).take(q).enumerate() {
-            for (&v, row) in lb[r0..r0 + B].iter().zip(rs.iter_mut()) {
-                row[b * B] = v;
-            }
-        }
-        r0 += B;
-    }
-    for (r, row) in groups.into_remainder().chunks_exact_mut(d).enumerate() {
-        for (v, l) in row.iter_mut().step_by(B).zip(lead[r0 + r..].iter().step_by(stride)) {
-            *v = *l;
+    let span = d / ROW_BLOCK * ROW_BLOCK;
+    for (r, row) in rows.chunks_exact_mut(d).enumerate() {
+        for (c, lb) in row[..span].chunks_exact_mut(ROW_BLOCK).zip(lead.chunks_exact(stride)) {
+            c[0] = lb[r];
         }
     }
 }
@@ -2119,10 +2095,10 @@ pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
 /// sums: on processors with separate pipes for products and sums the two
 /// no longer queue on the same ones.
 ///
-/// The pass runs from the last entry to the first: the callers check a
-/// batch and then rotate it from its first entry on, and what a backward
-/// pass leaves in the first-level cache is the batch's head, which the
-/// rotation reads next. On the tree in cache (`d = 256`, `n = 64`, 64 KiB,
+/// Up to [`BACKWARD_CHECK_BYTES`] the pass runs from the last entry to the
+/// first: the callers check a batch and then rotate it from its first
+/// entry on, and what a backward pass leaves in the first-level cache is
+/// the batch's head, which the rotation reads next. On the tree in cache (`d = 256`, `n = 64`, 64 KiB,
 /// columns, AVX2, first-level cache 32 KiB) a call took 2.74 - 2.85 us
 /// against 4.42 - 4.56 us with the check running forwards.
 #[inline(always)]
@@ -2131,15 +2107,32 @@ pub(crate) fn all_finite_in<T: Real, const L: usize>(xs: &[T]) -> bool {
     // `v - v` (two sums per value again).
     let zero = core::hint::black_box(T::zero());
     let mut acc = [zero; L];
-    let mut chunks = xs.rchunks_exact(L);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = *a + v * zero;
+    let tail = if core::mem::size_of_val(xs) <= BACKWARD_CHECK_BYTES {
+        let mut chunks = xs.rchunks_exact(L);
+        for c in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a = *a + v * zero;
+            }
         }
-    }
-    let tail = chunks.remainder().iter().fold(zero, |s, &v| s + v * zero);
+        chunks.remainder()
+    } else {
+        let mut chunks = xs.chunks_exact(L);
+        for c in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a = *a + v * zero;
+            }
+        }
+        chunks.remainder()
+    };
+    let tail = tail.iter().fold(zero, |s, &v| s + v * zero);
     acc.iter().fold(tail, |s, &a| s + a) == zero
 }
+
+/// Largest batch (in bytes) that [`all_finite_in`] reads backwards: about
+/// what a last-level cache holds. Beyond it only a negligible head of the
+/// batch would still be cached for the rotation, and the pass keeps the
+/// forward order that every prefetcher follows.
+const BACKWARD_CHECK_BYTES: usize = 32 << 20;
 
 /// The portable row kernel.
 pub(crate) fn rows_portable<T: Real>(
