@@ -2098,9 +2098,10 @@ pub(crate) fn all_finite<T: Real>(xs: &[T]) -> bool {
 /// Up to [`BACKWARD_CHECK_BYTES`] the pass runs from the last entry to the
 /// first: the callers check a batch and then rotate it from its first
 /// entry on, and what a backward pass leaves in the first-level cache is
-/// the batch's head, which the rotation reads next. On the tree in cache (`d = 256`, `n = 64`, 64 KiB,
-/// columns, AVX2, first-level cache 32 KiB) a call took 2.74 - 2.85 us
-/// against 4.42 - 4.56 us with the check running forwards.
+/// the batch's head, which the rotation reads next. On the tree in cache
+/// (`d = 256`, `n = 64`, 64 KiB, columns, AVX2, first-level cache 32 KiB)
+/// a call took 2.74 - 2.85 us against 4.42 - 4.56 us with the check
+/// running forwards.
 #[inline(always)]
 pub(crate) fn all_finite_in<T: Real, const L: usize>(xs: &[T]) -> bool {
     // Opaque to the optimiser, which otherwise turns `v * 0` back into
