@@ -1066,8 +1066,9 @@ fn backward_cross<'w, T: Real, X: Transposer>(
 /// leaders (coordinate `8 b`) taken from `lz[b * w8 + r]`, `lg[..]`, into
 /// `out[64 b ..]` (row `i` of `E_b`, the gradient's coordinate, at `8 i`).
 /// Blocks of `I x J` sums stay in registers over a chunk of rows that the
-/// first-level cache holds ([`cross_chunk_rows`]), then go on from `out`
-/// over the next chunk; every sum takes its products in row order.
+/// first-level cache holds ([`cross_chunk_rows`], or [`cross8_chunk_rows`]
+/// for a kernel's whole blocks), then go on from `out` over the next
+/// chunk; every sum takes its products in row order.
 #[inline(always)]
 fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
     xs: &[T],
@@ -1079,13 +1080,30 @@ fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
     out: &mut [T],
 ) {
     let w = xs.len() / d;
-    let chunk = cross_chunk_rows(d * core::mem::size_of::<T>());
+    let stride = d * core::mem::size_of::<T>();
+    // A kernel's whole 8 x 8 sums of a block in registers: every block over
+    // a chunk of rows, then the next chunk. The kernel handles all blocks
+    // or none (it answers for `T`), so the first call decides.
+    let step = cross8_chunk_rows(stride);
+    let mut handled = true;
+    'rows: for r0 in (0..w).step_by(step) {
+        let rows = r0..(r0 + step).min(w);
+        for (b, eb) in out.chunks_exact_mut(CROSS * CROSS).enumerate() {
+            let (lzc, lgc) = (&lz[b * w8 + rows.start..b * w8 + rows.end], &lg[b * w8 + rows.start..b * w8 + rows.end]);
+            let (xc, gc) = (&xs[r0 * d + CROSS * b..], &gs[r0 * d + CROSS * b..]);
+            if !X::cross8(xc, gc, lzc, lgc, d, eb, r0 > 0) {
+                handled = false;
+                break 'rows;
+            }
+        }
+    }
+    if handled {
+        return;
+    }
+    let chunk = cross_chunk_rows(stride);
     for (b, eb) in out.chunks_exact_mut(CROSS * CROSS).enumerate() {
         let (lzb, lgb) = (&lz[b * w8..b * w8 + w], &lg[b * w8..b * w8 + w]);
         let (xb, gb) = (&xs[CROSS * b..], &gs[CROSS * b..]);
-        if X::cross8(xb, gb, lzb, lgb, d, eb) {
-            continue;
-        }
         for r0 in (0..w).step_by(chunk) {
             let rows = r0..(r0 + chunk).min(w);
             let (xc, gc) = (&xb[r0 * d..], &gb[r0 * d..]);
@@ -1112,6 +1130,22 @@ fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
                 }
             }
         }
+    }
+}
+
+/// Rows per chunk of a kernel's whole-block sums ([`Transposer::cross8`])
+/// for rows `stride` bytes apart: two rows per set of the first-level
+/// cache from each input (rows in the same sets come every `p = 4096 /
+/// gcd(stride, 4096)` rows, see [`cross_chunk_rows`]), so `2 p`, and at
+/// least 4. Each call reads 32 of a line's 64 bytes and the next block's
+/// call the rest; in between the chunk's lines stay in that cache.
+#[inline(always)]
+const fn cross8_chunk_rows(stride: usize) -> usize {
+    let every = cross_chunk_rows(stride) / 4;
+    if 2 * every > 4 {
+        2 * every
+    } else {
+        4
     }
 }
 

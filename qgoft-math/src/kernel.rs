@@ -1945,9 +1945,11 @@ pub(crate) trait Transposer {
     /// one pass: `out[8 i + j] = sum_r dx'_i x'_j` over the rows `r <
     /// lz.len()` of `xb` and `gb` (row `r` at `r * ld`), the leaders
     /// `x'_0 = lz[r]`, `dx'_0 = lg[r]`; every sum bitwise as that function
-    /// forms it. `false` if not handled (nothing is touched).
+    /// forms it. With `add` the sums go on from those that an earlier call
+    /// over the rows before left in `out`. `false` if not handled (nothing
+    /// is touched).
     #[inline(always)]
-    fn cross8<T: Real>(_xb: &[T], _gb: &[T], _lz: &[T], _lg: &[T], _ld: usize, _out: &mut [T]) -> bool {
+    fn cross8<T: Real>(_xb: &[T], _gb: &[T], _lz: &[T], _lg: &[T], _ld: usize, _out: &mut [T], _add: bool) -> bool {
         false
     }
 

@@ -682,7 +682,7 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn cross8<T: Real>(xb: &[T], gb: &[T], lz: &[T], lg: &[T], ld: usize, out: &mut [T]) -> bool {
+        fn cross8<T: Real>(xb: &[T], gb: &[T], lz: &[T], lg: &[T], ld: usize, out: &mut [T], add: bool) -> bool {
             if !is_f32::<T>() || lz.is_empty() {
                 return false;
             }
@@ -696,7 +696,7 @@ mod x86 {
             // `lz` and `lg` hold `w` values; AVX2 and FMA are present.
             unsafe {
                 let (xb, gb, lz, lg) = (xb.as_ptr().cast(), gb.as_ptr().cast(), lz.as_ptr().cast(), lg.as_ptr().cast());
-                cross8_256(xb, gb, lz, lg, w, ld, out);
+                cross8_256(xb, gb, lz, lg, w, ld, out, add);
             }
             true
         }
@@ -1735,6 +1735,8 @@ mod x86 {
     /// for `i = 0`, the leader's `dx'_0`) times the row of `x`, summed;
     /// column 0 from the leader `x'_0` times the row of `dx`, the corner
     /// alone. Each a product and a sum, as the portable loop forms them.
+    /// With `add` the sums go on from those in `out` (as this function
+    /// leaves them), else from zero.
     ///
     /// # Safety
     /// AVX2 and FMA must be present; `xb` and `gb` readable at `r * ld +
@@ -1749,12 +1751,19 @@ mod x86 {
         w: usize,
         ld: usize,
         out: &mut [f32; 64],
+        add: bool,
     ) {
         // SAFETY: as the function's contract says.
         unsafe {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            let mut col = _mm256_setzero_ps();
-            let mut corner = 0f32;
+            let (mut acc, mut col, mut corner) = if add {
+                // Column 0 of `out` holds `col` (its lane 0 the corner): the
+                // accumulators' lanes 0 and `col`'s lane 0 are not kept.
+                let acc: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(out.as_ptr().add(8 * i)));
+                let c = &*out;
+                (acc, _mm256_setr_ps(c[0], c[8], c[16], c[24], c[32], c[40], c[48], c[56]), c[0])
+            } else {
+                ([_mm256_setzero_ps(); 8], _mm256_setzero_ps(), 0f32)
+            };
             for r in 0..w {
                 let (xr, gr, l, lgr) = (xb.add(r * ld), gb.add(r * ld), *lz.add(r), *lg.add(r));
                 let xv = _mm256_loadu_ps(xr);
