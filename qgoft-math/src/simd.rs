@@ -1741,6 +1741,7 @@ mod x86 {
     /// # Safety
     /// AVX2 and FMA must be present; `xb` and `gb` readable at `r * ld +
     /// a` for `r < w`, `a < 8`, `lz` and `lg` at `r < w`.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn cross8_256(
