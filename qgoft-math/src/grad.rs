@@ -1079,28 +1079,11 @@ fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
     w8: usize,
     out: &mut [T],
 ) {
-    let w = xs.len() / d;
-    let stride = d * core::mem::size_of::<T>();
-    // A kernel's whole 8 x 8 sums of a block in registers: every block over
-    // a chunk of rows, then the next chunk. The kernel handles all blocks
-    // or none (it answers for `T`), so the first call decides.
-    let step = cross8_chunk_rows(stride);
-    let mut handled = true;
-    'rows: for r0 in (0..w).step_by(step) {
-        let rows = r0..(r0 + step).min(w);
-        for (b, eb) in out.chunks_exact_mut(CROSS * CROSS).enumerate() {
-            let (lzc, lgc) = (&lz[b * w8 + rows.start..b * w8 + rows.end], &lg[b * w8 + rows.start..b * w8 + rows.end]);
-            let (xc, gc) = (&xs[r0 * d + CROSS * b..], &gs[r0 * d + CROSS * b..]);
-            if !X::cross8(xc, gc, lzc, lgc, d, eb, r0 > 0) {
-                handled = false;
-                break 'rows;
-            }
-        }
-    }
-    if handled {
+    if cross8_sums::<T, X>(xs, gs, lz, lg, d, w8, out) {
         return;
     }
-    let chunk = cross_chunk_rows(stride);
+    let w = xs.len() / d;
+    let chunk = cross_chunk_rows(d * core::mem::size_of::<T>());
     for (b, eb) in out.chunks_exact_mut(CROSS * CROSS).enumerate() {
         let (lzb, lgb) = (&lz[b * w8..b * w8 + w], &lg[b * w8..b * w8 + w]);
         let (xb, gb) = (&xs[CROSS * b..], &gs[CROSS * b..]);
@@ -1131,6 +1114,36 @@ fn cross_sums<T: Real, X: Transposer, const I: usize, const J: usize>(
             }
         }
     }
+}
+
+/// [`cross_sums`] by the kernel's whole `8 x 8` blocks in registers
+/// ([`Transposer::cross8`]): every block over a chunk of rows
+/// ([`cross8_chunk_rows`]), then the next chunk. `false` if the kernel
+/// does not handle `T` (it answers for the type, so the first call
+/// decides and nothing is touched).
+#[inline(always)]
+fn cross8_sums<T: Real, X: Transposer>(
+    xs: &[T],
+    gs: &[T],
+    lz: &[T],
+    lg: &[T],
+    d: usize,
+    w8: usize,
+    out: &mut [T],
+) -> bool {
+    let w = xs.len() / d;
+    let step = cross8_chunk_rows(d * core::mem::size_of::<T>());
+    for r0 in (0..w).step_by(step) {
+        let r1 = (r0 + step).min(w);
+        for (b, eb) in out.chunks_exact_mut(CROSS * CROSS).enumerate() {
+            let leaders = b * w8 + r0..b * w8 + r1;
+            let at = r0 * d + CROSS * b;
+            if !X::cross8(&xs[at..], &gs[at..], &lz[leaders.clone()], &lg[leaders], d, eb, r0 > 0) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Rows per chunk of a kernel's whole-block sums ([`Transposer::cross8`])

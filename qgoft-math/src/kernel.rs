@@ -2112,23 +2112,26 @@ pub(crate) fn all_finite_in<T: Real, const L: usize>(xs: &[T]) -> bool {
     let mut acc = [zero; L];
     let tail = if core::mem::size_of_val(xs) <= BACKWARD_CHECK_BYTES {
         let mut chunks = xs.rchunks_exact(L);
-        for c in &mut chunks {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                *a = *a + v * zero;
-            }
-        }
+        absorb_products(&mut acc, &mut chunks, zero);
         chunks.remainder()
     } else {
         let mut chunks = xs.chunks_exact(L);
-        for c in &mut chunks {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                *a = *a + v * zero;
-            }
-        }
+        absorb_products(&mut acc, &mut chunks, zero);
         chunks.remainder()
     };
     let tail = tail.iter().fold(zero, |s, &v| s + v * zero);
     acc.iter().fold(tail, |s, &a| s + a) == zero
+}
+
+/// `acc[i] += v_i * zero` over the chunks of `L` values, in their order:
+/// the loop of [`all_finite_in`] for either direction.
+#[inline(always)]
+fn absorb_products<'a, T: Real, const L: usize>(acc: &mut [T; L], chunks: impl Iterator<Item = &'a [T]>, zero: T) {
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = *a + v * zero;
+        }
+    }
 }
 
 /// Largest batch (in bytes) that [`all_finite_in`] reads backwards: about
