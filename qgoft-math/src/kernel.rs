@@ -1559,9 +1559,14 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let lines = if src.is_some() { 4 * B } else { 2 * B };
     let wide = M::FUSED && X::wide::<T>() && !paired && lines <= 8 * row_sets::<T>(d, 2 * B) as usize;
     let (mut input_ok, mut finite) = (true, true);
+    // Where the rows are read from, for the prefetches of the next pass.
+    let origin: *const T = src.map_or(x.as_ptr(), |s| s.as_ptr());
     let mut r0 = 0;
     while r0 < n {
         let w = tw.min(n - r0);
+        // The next pass's rows are fetched while this one computes, spread
+        // over its block calls (see `Prefetch`).
+        let mut ahead = Prefetch::next_pass(origin, r0 + w, tw.min(n - r0 - w), d, w / B * q);
         let rows = &mut x[r0 * d..(r0 + w) * d];
         let from = src.map(|s| &s[r0 * d..(r0 + w) * d]);
         let lead = &mut lead[..q * w];
@@ -1574,6 +1579,8 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
             // A group of 16 rows in one pass (see `wide`).
             if wide && k + 2 * B <= w {
                 for b in 0..q {
+                    ahead.step();
+                    ahead.step();
                     let sc: Option<&[T; B]> = rot.scale().map(|s| s[b * B..b * B + B].try_into().expect("8 scales"));
                     let at = k * d + b * B;
                     let from = from.map(|s| (&s[at..], d));
@@ -1596,6 +1603,7 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
             }
             let mut b = 0;
             while b < q {
+                ahead.step();
                 let t = &table[28 * b..];
                 let at = k * d + b * B;
                 let f = (&mut input_ok, &mut finite);
@@ -1625,6 +1633,7 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
                     for (l, v) in stash.iter().enumerate() {
                         rows[at + l * d..at + l * d + B].copy_from_slice(v);
                     }
+                    ahead.step();
                     b += 2;
                 } else {
                     let sc = rot.scale().map(|s| &s[b * B..b * B + B]);
@@ -1645,6 +1654,50 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         r0 += w;
     }
     (input_ok, finite)
+}
+
+/// Prefetches of the rows of the next pass of [`tree_rows_fused`] into
+/// the second-level cache, a few lines per block call of the current pass,
+/// so that the next pass finds its rows there: each pass first gathers its
+/// rows' leaders, loads that only wait on memory, and then computes on rows
+/// the caches hold, so without them the memory and the arithmetic take
+/// turns. Only for passes that leave room for the next one in that cache
+/// ([`PREFETCH_PASS_BYTES`]).
+struct Prefetch {
+    /// The next pass's first byte.
+    base: *const u8,
+    /// Offset of the next line to fetch, and the end of the next pass.
+    at: usize,
+    end: usize,
+    /// Lines per step.
+    per: usize,
+}
+
+/// Passes of at most this many bytes fetch the next one while they compute
+/// (two passes then take at most half of a second-level cache of 512 KiB).
+const PREFETCH_PASS_BYTES: usize = 128 * 1024;
+
+impl Prefetch {
+    /// For the pass of `rows` rows (`d` scalars each) from row `r0` of the
+    /// rows at `origin`, fetched over `steps` steps; nothing if the pass is
+    /// empty or too large.
+    #[inline(always)]
+    fn next_pass<T>(origin: *const T, r0: usize, rows: usize, d: usize, steps: usize) -> Self {
+        let bytes = rows * d * core::mem::size_of::<T>();
+        let end = if bytes <= PREFETCH_PASS_BYTES { bytes } else { 0 };
+        let base = origin.wrapping_add(r0 * d).cast::<u8>();
+        Self { base, at: 0, end, per: end.div_ceil(64).div_ceil(steps.max(1)) }
+    }
+
+    /// Fetches the next few lines.
+    #[inline(always)]
+    fn step(&mut self) {
+        let stop = (self.at + 64 * self.per).min(self.end);
+        while self.at < stop {
+            crate::simd::prefetch_l2(self.base.wrapping_add(self.at));
+            self.at += 64;
+        }
+    }
 }
 
 /// Sets of a first-level cache of 64 sets of 64-byte lines (4 KiB apart

@@ -10,12 +10,30 @@
 //! they are the safe generic kernels, monomorphised inside the
 //! feature-enabled wrapper so that the compiler vectorises them for the
 //! wider registers and fuses one product of each rotation into an FMA.
+//! The one other unsafe operation is [`prefetch_l2`]'s hint, which reads
+//! nothing and cannot fault.
 #![allow(unsafe_code)]
 
 use crate::apply::Op;
 use crate::grad::{Geometry, Saved};
 use crate::kernel::{GradRows, Kernel};
 use crate::{Real, Rotation};
+
+/// Asks the processor to bring the 64-byte line at `p` into its
+/// second-level cache. A hint: it reads nothing the program sees and cannot
+/// fault, whatever the address (so `p` need not point into an allocation).
+/// Nothing on other targets.
+#[inline(always)]
+pub(crate) fn prefetch_l2(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht1` needs only SSE, which every x86-64 processor
+    // has, and never accesses memory in the program's sense.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
 
 /// Whether `k` (one of the SIMD kernels) can run here.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
