@@ -1561,12 +1561,13 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
     let (mut input_ok, mut finite) = (true, true);
     // Where the rows are read from, for the prefetches of the next pass.
     let origin: *const T = src.map_or(x.as_ptr(), |s| s.as_ptr());
+    let dest: Option<*const T> = src.map(|_| x.as_ptr());
     let mut r0 = 0;
     while r0 < n {
         let w = tw.min(n - r0);
         // The next pass's rows are fetched while this one computes, spread
         // over its block calls (see `Prefetch`).
-        let mut ahead = Prefetch::next_pass(origin, r0 + w, tw.min(n - r0 - w), d, w / B * q);
+        let mut ahead = Prefetch::next_pass(origin, dest, r0 + w, tw.min(n - r0 - w), d, w / B * q);
         let rows = &mut x[r0 * d..(r0 + w) * d];
         let from = src.map(|s| &s[r0 * d..(r0 + w) * d]);
         let lead = &mut lead[..q * w];
@@ -1664,29 +1665,36 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
 /// turns. Only for passes that leave room for the next one in that cache
 /// ([`PREFETCH_PASS_BYTES`]).
 struct Prefetch {
-    /// The next pass's first byte.
+    /// The next pass's first byte in the rows read.
     base: *const u8,
+    /// The same in the rows written, out of place where both passes of
+    /// both fit too (a read prefetch of a line no other core holds brings
+    /// it in a state that the stores then take without another request).
+    dest: Option<*const u8>,
     /// Offset of the next line to fetch, and the end of the next pass.
     at: usize,
     end: usize,
-    /// Lines per step.
+    /// Lines per step (from each of the two).
     per: usize,
 }
 
-/// Passes of at most this many bytes fetch the next one while they compute
-/// (two passes then take at most half of a second-level cache of 512 KiB).
+/// Passes whose rows take at most this many bytes fetch the next pass's
+/// rows while they compute, and its destination rows too where both
+/// together do (two passes then take at most half of a second-level cache
+/// of 512 KiB).
 const PREFETCH_PASS_BYTES: usize = 128 * 1024;
 
 impl Prefetch {
     /// For the pass of `rows` rows (`d` scalars each) from row `r0` of the
-    /// rows at `origin`, fetched over `steps` steps; nothing if the pass is
-    /// empty or too large.
+    /// rows at `origin` (and at `dest`, written out of place), fetched over
+    /// `steps` steps; nothing if the pass is empty or too large.
     #[inline(always)]
-    fn next_pass<T>(origin: *const T, r0: usize, rows: usize, d: usize, steps: usize) -> Self {
+    fn next_pass<T>(origin: *const T, dest: Option<*const T>, r0: usize, rows: usize, d: usize, steps: usize) -> Self {
         let bytes = rows * d * core::mem::size_of::<T>();
         let end = if bytes <= PREFETCH_PASS_BYTES { bytes } else { 0 };
         let base = origin.wrapping_add(r0 * d).cast::<u8>();
-        Self { base, at: 0, end, per: end.div_ceil(64).div_ceil(steps.max(1)) }
+        let dest = dest.filter(|_| 2 * bytes <= PREFETCH_PASS_BYTES).map(|p| p.wrapping_add(r0 * d).cast::<u8>());
+        Self { base, dest, at: 0, end, per: end.div_ceil(64).div_ceil(steps.max(1)) }
     }
 
     /// Fetches the next few lines.
@@ -1695,6 +1703,9 @@ impl Prefetch {
         let stop = (self.at + 64 * self.per).min(self.end);
         while self.at < stop {
             crate::simd::prefetch_l2(self.base.wrapping_add(self.at));
+            if let Some(p) = self.dest {
+                crate::simd::prefetch_l2(p.wrapping_add(self.at));
+            }
             self.at += 64;
         }
     }
