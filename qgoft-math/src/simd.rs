@@ -6,12 +6,14 @@
 //! function compiled with `#[target_feature]` is unsafe because running it
 //! on a processor without those features is undefined behaviour. Every such
 //! call here is preceded by the run-time check of exactly the features the
-//! function enables. The functions themselves contain no unsafe operations:
-//! they are the safe generic kernels, monomorphised inside the
-//! feature-enabled wrapper so that the compiler vectorises them for the
-//! wider registers and fuses one product of each rotation into an FMA.
-//! The one other unsafe operation is [`prefetch_l2`]'s hint, which reads
-//! nothing and cannot fault.
+//! function enables. Most of those functions are the safe generic kernels,
+//! monomorphised inside the feature-enabled wrapper so that the compiler
+//! vectorises them for the wider registers and fuses one product of each
+//! rotation into an FMA; the register blocks written with intrinsics read
+//! and write through raw pointers, each under the contract of its
+//! `# Safety` section, checked by its safe caller. The one other unsafe
+//! operation is [`prefetch_l2`]'s hint, which reads nothing and cannot
+//! fault.
 #![allow(unsafe_code)]
 
 use crate::apply::Op;
