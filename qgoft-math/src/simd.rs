@@ -309,8 +309,8 @@ mod x86 {
     use crate::apply::Op;
     use crate::grad::{Geometry, Saved};
     use crate::kernel::{
-        full_regs, rows, run, tree_regs, Applied, Arith, ExactTable, Fused, GradRows, PlainExact, Reg, Transposer,
-        FULL_WAVE,
+        block_map, full_regs, rows, run, tree_regs, Applied, Arith, ExactTable, Fused, GradRows, PlainExact, Reg,
+        Transposer, ANY_MAP, AS_STORED, FULL_WAVE, TRANSPOSED,
     };
     use crate::Block;
     use crate::{Real, Rotation};
@@ -522,20 +522,20 @@ mod x86 {
     }
 
     /// [`full_regs`] with the arithmetic `$m` for the blocks `$src` of
-    /// scalar `$t` (cast by `$cast` to `f32` or `f64`, `None` for another
-    /// scalar) on the build's registers (`WIDE`: 512 bits, else 256), five
+    /// scalar `$t` (cast by `$cast` to `f32` or `f64`, with the block map
+    /// `$map` where given; `None` for another scalar) on the build's registers (`WIDE`: 512 bits, else 256), five
     /// columns of the wavefront at a time: the lanes done.
     macro_rules! full_on_regs {
-        ($m:ty, $t:ty, $cast:ident, $src:expr, $data:expr, $ld:expr, $base:expr, $tw:expr) => {{
+        ($m:ty, $t:ty, $cast:ident $([$map:ident])?, $src:expr, $data:expr, $ld:expr, $base:expr, $tw:expr) => {{
             if TypeId::of::<$t>() == TypeId::of::<f32>() {
-                let (src, data) = ($cast::<$t, f32>($src), cast_slice_mut::<$t, f32>($data));
+                let (src, data) = ($cast::<$t, f32 $(, $map)?>($src), cast_slice_mut::<$t, f32>($data));
                 Some(if WIDE {
                     full_regs::<$m, f32, Zmm32, _, FULL_WAVE>(src, data, $ld, $base, $tw)
                 } else {
                     full_regs::<$m, f32, Ymm32, _, FULL_WAVE>(src, data, $ld, $base, $tw)
                 })
             } else if TypeId::of::<$t>() == TypeId::of::<f64>() {
-                let (src, data) = ($cast::<$t, f64>($src), cast_slice_mut::<$t, f64>($data));
+                let (src, data) = ($cast::<$t, f64 $(, $map)?>($src), cast_slice_mut::<$t, f64>($data));
                 Some(if WIDE {
                     full_regs::<$m, f64, Zmm64, _, FULL_WAVE>(src, data, $ld, $base, $tw)
                 } else {
@@ -598,7 +598,32 @@ mod x86 {
             // 512-bit build) came out of the compiler's vectorisation in
             // pieces, with the carries on the stack: 28 GFLOP/s for `f32`
             // at d = 1024 on AVX-512 against 55 for `f64`.
-            full_on_regs!(M, T, cast_applied, Applied { rot, op }, data, ld, base, tw)
+            // The block map fixed when compiled (see `Applied`).
+            match block_map(rot, op) {
+                AS_STORED => full_on_regs!(
+                    M,
+                    T,
+                    cast_applied[AS_STORED],
+                    Applied::<T, AS_STORED> { rot, op },
+                    data,
+                    ld,
+                    base,
+                    tw
+                ),
+                TRANSPOSED => {
+                    full_on_regs!(
+                        M,
+                        T,
+                        cast_applied[TRANSPOSED],
+                        Applied::<T, TRANSPOSED> { rot, op },
+                        data,
+                        ld,
+                        base,
+                        tw
+                    )
+                }
+                _ => full_on_regs!(M, T, cast_applied[ANY_MAP], Applied::<T> { rot, op }, data, ld, base, tw),
+            }
         }
 
         #[inline(always)]
@@ -897,7 +922,7 @@ mod x86 {
     /// A rotation's blocks as an operator applies them, of `T` as of `U`
     /// when both are the same type (asserted).
     #[inline(always)]
-    fn cast_applied<'r, 'a, T: Real, U: Real>(x: Applied<'r, 'a, T>) -> Applied<'r, 'a, U> {
+    fn cast_applied<'r, 'a, T: Real, U: Real, const MAP: u8>(x: Applied<'r, 'a, T, MAP>) -> Applied<'r, 'a, U, MAP> {
         Applied { rot: cast_rot::<T, U>(x.rot), op: x.op }
     }
 
