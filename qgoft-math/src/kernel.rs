@@ -345,25 +345,29 @@ fn full_lanes<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize
     base: usize,
     tw: usize,
 ) -> usize {
+    match block_map(rot, op) {
+        AS_STORED => full_mapped::<M, X, T, WT, WC, AS_STORED>(Applied { rot, op }, data, ld, base, tw),
+        TRANSPOSED => full_mapped::<M, X, T, WT, WC, TRANSPOSED>(Applied { rot, op }, data, ld, base, tw),
+        _ => full_mapped::<M, X, T, WT, WC, ANY_MAP>(Applied { rot, op }, data, ld, base, tw),
+    }
+}
+
+/// [`full_lanes`] with the block map `MAP` ([`block_map`]) fixed.
+#[inline(always)]
+fn full_mapped<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize, const MAP: u8>(
+    src: Applied<'_, '_, T, MAP>,
+    data: &mut [T],
+    ld: usize,
+    base: usize,
+    tw: usize,
+) -> usize {
     if WC >= 4 * WT {
-        if let Some(done) = X::full::<M, T>(rot, op, data, ld, base, tw) {
+        if let Some(done) = X::full::<M, T, MAP>(src, data, ld, base, tw) {
             return done;
         }
-        match block_map(rot, op) {
-            AS_STORED => {
-                full_regs::<M, T, [T; WT], _, FULL_WAVE>(Applied::<T, AS_STORED> { rot, op }, data, ld, base, tw)
-            }
-            TRANSPOSED => {
-                full_regs::<M, T, [T; WT], _, FULL_WAVE>(Applied::<T, TRANSPOSED> { rot, op }, data, ld, base, tw)
-            }
-            _ => full_regs::<M, T, [T; WT], _, FULL_WAVE>(Applied::<T> { rot, op }, data, ld, base, tw),
-        }
+        full_regs::<M, T, [T; WT], _, FULL_WAVE>(src, data, ld, base, tw)
     } else {
-        match block_map(rot, op) {
-            AS_STORED => full_regs::<M, T, [T; WT], _, 1>(Applied::<T, AS_STORED> { rot, op }, data, ld, base, tw),
-            TRANSPOSED => full_regs::<M, T, [T; WT], _, 1>(Applied::<T, TRANSPOSED> { rot, op }, data, ld, base, tw),
-            _ => full_regs::<M, T, [T; WT], _, 1>(Applied::<T> { rot, op }, data, ld, base, tw),
-        }
+        full_regs::<M, T, [T; WT], _, 1>(src, data, ld, base, tw)
     }
 }
 
@@ -1911,9 +1915,8 @@ pub(crate) trait Transposer {
     /// registers, for exact (`M::Exact`) or any blocks: the lanes done, or
     /// `None` if not handled (then the arrays' kernel runs).
     #[inline(always)]
-    fn full<M: Arith, T: Real>(
-        _rot: &Rotation<'_, T>,
-        _op: Op,
+    fn full<M: Arith, T: Real, const MAP: u8>(
+        _src: Applied<'_, '_, T, MAP>,
         _data: &mut [T],
         _ld: usize,
         _base: usize,
@@ -2584,6 +2587,14 @@ mod tests {
         // Widths below, at and around multiples of the wavefront, with a
         // chunk of two registers and one of one; every operator, strict and
         // quasi blocks, both arithmetics.
+        // Wavefronts of 5 columns on a chunk of two registers and of 3 on
+        // one, with the block map `MAP`.
+        fn wavefront<M: Arith, T: Real, const MAP: u8>(rot: &Rotation<'_, T>, op: Op, x: &[T], tw: usize) -> Vec<T> {
+            let mut w = x.to_vec();
+            full::<M, T, [T; 4], _, 2, 5>(Applied::<T, MAP> { rot, op }, &mut w, tw, 0, 8);
+            full::<M, T, [T; 4], _, 1, 3>(Applied::<T, MAP> { rot, op }, &mut w, tw, 8, 4);
+            w
+        }
         fn check<M: Arith, T: Real>(d: usize, quasi: bool, seed: u64) {
             let mut seed = seed;
             let bl = blocks::<T>(Layout::Full.num_rotations(d), quasi, &mut seed);
@@ -2594,37 +2605,16 @@ mod tests {
                 let mut one = x.clone();
                 full::<M, T, [T; 4], _, 2, 1>(Applied::<T> { rot: &rot, op }, &mut one, tw, 0, 8);
                 full::<M, T, [T; 4], _, 1, 1>(Applied::<T> { rot: &rot, op }, &mut one, tw, 8, 4);
-                let mut wave = x.clone();
-                full::<M, T, [T; 4], _, 2, 5>(Applied::<T> { rot: &rot, op }, &mut wave, tw, 0, 8);
-                full::<M, T, [T; 4], _, 1, 3>(Applied::<T> { rot: &rot, op }, &mut wave, tw, 8, 4);
+                let wave = wavefront::<M, T, ANY_MAP>(&rot, op, &x, tw);
                 // The block map fixed when compiled, as the SIMD kernels
                 // take it: the blocks `Rotation::effective` gives.
                 let map = block_map(&rot, op);
                 assert_eq!(map == ANY_MAP, quasi && op.inverts(), "d={d} {op:?}");
-                let mut mapped = x.clone();
-                match map {
-                    AS_STORED => {
-                        full::<M, T, [T; 4], _, 2, 5>(Applied::<T, AS_STORED> { rot: &rot, op }, &mut mapped, tw, 0, 8);
-                        full::<M, T, [T; 4], _, 1, 3>(Applied::<T, AS_STORED> { rot: &rot, op }, &mut mapped, tw, 8, 4);
-                    }
-                    TRANSPOSED => {
-                        full::<M, T, [T; 4], _, 2, 5>(
-                            Applied::<T, TRANSPOSED> { rot: &rot, op },
-                            &mut mapped,
-                            tw,
-                            0,
-                            8,
-                        );
-                        full::<M, T, [T; 4], _, 1, 3>(
-                            Applied::<T, TRANSPOSED> { rot: &rot, op },
-                            &mut mapped,
-                            tw,
-                            8,
-                            4,
-                        );
-                    }
-                    _ => mapped.clone_from(&wave),
-                }
+                let mapped = match map {
+                    AS_STORED => wavefront::<M, T, AS_STORED>(&rot, op, &x, tw),
+                    TRANSPOSED => wavefront::<M, T, TRANSPOSED>(&rot, op, &x, tw),
+                    _ => wave.clone(),
+                };
                 assert_ne!(one, x, "d={d} {op:?}: nothing rotated");
                 let bits = |v: &[T]| v.iter().map(|&a| Real::to_f64(a).to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&one), bits(&wave), "d={d} quasi={quasi} {op:?}");

@@ -309,8 +309,8 @@ mod x86 {
     use crate::apply::Op;
     use crate::grad::{Geometry, Saved};
     use crate::kernel::{
-        block_map, full_regs, rows, run, tree_regs, Applied, Arith, ExactTable, Fused, GradRows, PlainExact, Reg,
-        Transposer, ANY_MAP, AS_STORED, FULL_WAVE, TRANSPOSED,
+        full_regs, rows, run, tree_regs, Applied, Arith, ExactTable, Fused, GradRows, PlainExact, Reg, Transposer,
+        FULL_WAVE,
     };
     use crate::Block;
     use crate::{Real, Rotation};
@@ -523,8 +523,9 @@ mod x86 {
 
     /// [`full_regs`] with the arithmetic `$m` for the blocks `$src` of
     /// scalar `$t` (cast by `$cast` to `f32` or `f64`, with the block map
-    /// `$map` where given; `None` for another scalar) on the build's registers (`WIDE`: 512 bits, else 256), five
-    /// columns of the wavefront at a time: the lanes done.
+    /// `$map` where given; `None` for another scalar) on the build's
+    /// registers (`WIDE`: 512 bits, else 256), five columns of the
+    /// wavefront at a time: the lanes done.
     macro_rules! full_on_regs {
         ($m:ty, $t:ty, $cast:ident $([$map:ident])?, $src:expr, $data:expr, $ld:expr, $base:expr, $tw:expr) => {{
             if TypeId::of::<$t>() == TypeId::of::<f32>() {
@@ -586,9 +587,8 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn full<M: Arith, T: Real>(
-            rot: &Rotation<'_, T>,
-            op: Op,
+        fn full<M: Arith, T: Real, const MAP: u8>(
+            src: Applied<'_, '_, T, MAP>,
             data: &mut [T],
             ld: usize,
             base: usize,
@@ -598,32 +598,7 @@ mod x86 {
             // 512-bit build) came out of the compiler's vectorisation in
             // pieces, with the carries on the stack: 28 GFLOP/s for `f32`
             // at d = 1024 on AVX-512 against 55 for `f64`.
-            // The block map fixed when compiled (see `Applied`).
-            match block_map(rot, op) {
-                AS_STORED => full_on_regs!(
-                    M,
-                    T,
-                    cast_applied[AS_STORED],
-                    Applied::<T, AS_STORED> { rot, op },
-                    data,
-                    ld,
-                    base,
-                    tw
-                ),
-                TRANSPOSED => {
-                    full_on_regs!(
-                        M,
-                        T,
-                        cast_applied[TRANSPOSED],
-                        Applied::<T, TRANSPOSED> { rot, op },
-                        data,
-                        ld,
-                        base,
-                        tw
-                    )
-                }
-                _ => full_on_regs!(M, T, cast_applied[ANY_MAP], Applied::<T> { rot, op }, data, ld, base, tw),
-            }
+            full_on_regs!(M, T, cast_applied[MAP], src, data, ld, base, tw)
         }
 
         #[inline(always)]
