@@ -2588,9 +2588,6 @@ mod tests {
     /// that the column-by-column walk gives it: bitwise the same results.
     #[test]
     fn full_wavefront_is_bitwise_column_by_column() {
-        // Widths below, at and around multiples of the wavefront, with a
-        // chunk of two registers and one of one; every operator, strict and
-        // quasi blocks, both arithmetics.
         // Wavefronts of 5 columns on a chunk of two registers and of 3 on
         // one, with the block map `MAP`.
         fn wavefront<M: Arith, T: Real, const MAP: u8>(rot: &Rotation<'_, T>, op: Op, x: &[T], tw: usize) -> Vec<T> {
@@ -2599,6 +2596,9 @@ mod tests {
             full::<M, T, [T; 4], _, 1, 3>(Applied::<T, MAP> { rot, op }, &mut w, tw, 8, 4);
             w
         }
+        // Widths below, at and around multiples of the wavefront, with a
+        // chunk of two registers and one of one; every operator, strict and
+        // quasi blocks, both arithmetics.
         fn check<M: Arith, T: Real>(d: usize, quasi: bool, seed: u64) {
             let mut seed = seed;
             let bl = blocks::<T>(Layout::Full.num_rotations(d), quasi, &mut seed);
