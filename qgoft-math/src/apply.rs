@@ -419,10 +419,10 @@ impl<'a, T: Real> Rotation<'a, T> {
         if self.layout == Layout::Tree || packed < 8 {
             // The tree kernel builds each register block's coefficients once
             // and sweeps every lane with them, a few passes in all: one tile.
-            // Where it checked every output as it wrote it, no pass of its
-            // own for that.
-            if let Some(finite) = self.run_soa(op, x, n, 0, n) {
-                return overflow_unless(finite);
+            // Where it found every output finite as it wrote it, no pass of
+            // its own for that; where it could not tell, the pass below.
+            if self.run_soa(op, x, n, 0, n) == Some(true) {
+                return Ok(());
             }
         } else if self.layout == Layout::Chain {
             // One streaming pass per plane over tiles of up to 512 lanes:
@@ -605,8 +605,9 @@ impl<'a, T: Real> Rotation<'a, T> {
 
     /// Applies `op` to the lanes `base .. base + tw` of the structure-of-arrays
     /// data where coordinate `i` lies at `data[i * ld + base ..][.. tw]`.
-    /// Returns `Some(finite)` where the kernel checked every output as it
-    /// wrote it, `None` where it did not.
+    /// Returns `Some(true)` where the kernel found every output finite as
+    /// it wrote it, `Some(false)` where it could not tell, `None` where it
+    /// did not check.
     #[inline]
     fn run_soa(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) -> Option<bool> {
         crate::simd::Dispatch::run(self.kernel, self, op, data, ld, base, tw)

@@ -320,7 +320,8 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
         rot.scale_lanes(scaling, data, ld, base, tw);
     }
     // The register tree's check covers the outputs where it wrote every
-    // lane and nothing came after it (see [`tree_regs`]).
+    // lane and nothing came after it (see [`tree_regs`]): `Some(true)`
+    // proves them finite.
     if whole == tw && (ascending || rot.scale().is_none()) {
         checked
     } else {
@@ -861,14 +862,19 @@ fn tree_block<M: Arith, T: Real, const W: usize, const N: usize, const ASC: bool
 /// instructions than the rotations.
 ///
 /// Returns the lanes done (none where a row of the tile is shorter than
-/// the tile) and whether every value written was finite. Every coordinate
-/// is written (`d >= 2`: stage `k` takes each coordinate whose lowest set
-/// bit is `2^k`, and coordinate 0 in the first), and a rotation of a NaN
-/// or an infinity gives a NaN or an infinity in the same coordinate (`0 *
-/// inf` is NaN), so that check says whether every output lane is finite
-/// without a pass of its own. Its sums are `v - v`: on processors with
-/// separate pipes for sums and products they leave the rotations' pipes
-/// alone.
+/// the tile) and `true` where every value written is finite. Every
+/// coordinate is written (`d >= 2`: stage `k` takes each coordinate whose
+/// lowest set bit is `2^k`, and coordinate 0 in the first), and a rotation
+/// of a NaN or an infinity gives a NaN or an infinity in the same
+/// coordinate (`0 * inf` is NaN), so that check says whether every output
+/// lane is finite without a pass of its own. It sums the registers of a
+/// block as they are stored and takes the sum's `s - s` (+0 where the sum
+/// is finite): a NaN or an infinity among them makes the sum NaN or
+/// infinite, so `true` proves every output finite. `false` says only that
+/// a sum was not finite, which finite values near the largest one can also
+/// give: the caller then checks the outputs themselves. Its sums leave the
+/// rotations' pipes alone on processors with separate pipes for sums and
+/// products.
 #[inline(always)]
 #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
 pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>>(
@@ -904,7 +910,7 @@ pub(crate) fn tree_regs<M: Arith, T: Real, V: Reg<T>>(
 
 /// Stages `s0 .. s0 + log2 N` of the tree on `tw` lanes (a multiple of
 /// `V::W`, at most `ld`) in registers `V`: [`tree_group`] on registers.
-/// Returns whether every value written was finite.
+/// Returns `true` where every value written is finite (see [`tree_regs`]).
 #[inline(always)]
 #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
 fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
@@ -942,7 +948,8 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
 
 /// One register block's rotations `cb` (in the order they are applied) on
 /// every register of lanes of its `N` rows (all `tw` long, a multiple of
-/// `V::W`). Returns `acc` plus [`Reg::probe`] of every value written.
+/// `V::W`). Returns `acc` plus, for every register of lanes, [`Reg::probe`]
+/// of the sum of the `N` values written (see [`tree_regs`]).
 #[inline(always)]
 #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
 fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
@@ -968,12 +975,10 @@ fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
         for (x, row) in v.iter().zip(rows.iter_mut()) {
             x.store(row, l0);
         }
-        // The probes summed in pairs: one sum into `acc` per register of
-        // lanes, the chain's latency spread over the block.
-        let mut p = [V::zero(); N];
-        for (p, x) in p.iter_mut().zip(v.iter()) {
-            *p = x.probe();
-        }
+        // The registers written summed in pairs, and that sum's probe
+        // added to `acc`: `N + 1` operations per register of lanes where a
+        // probe of each register took `2 N`.
+        let mut p = v;
         let mut w = N;
         while w > 1 {
             w /= 2;
@@ -981,7 +986,7 @@ fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
                 p[i] = p[i].sum(&p[i + w]);
             }
         }
-        acc = acc.sum(&p[0]);
+        acc = acc.sum(&p[0].probe());
         l0 += V::W;
     }
     acc
@@ -1381,10 +1386,8 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         let rows = &mut x[r0 * d..(r0 + tw) * d];
         let buf = &mut scratch[..d * tw];
         transpose::<X, T, false>(rows, buf, tw, d);
-        finite &= match run::<M, X, T, WT, WC>(rot, op, buf, tw, 0, tw) {
-            Some(checked) => checked,
-            None => all_finite(buf),
-        };
+        // `Some(false)` says only that the kernel could not tell.
+        finite &= run::<M, X, T, WT, WC>(rot, op, buf, tw, 0, tw) == Some(true) || all_finite(buf);
         transpose::<X, T, true>(rows, buf, tw, d);
         r0 += tw;
     }
@@ -1698,10 +1701,7 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
             k += B;
         }
         if asc {
-            finite &= match run::<M, X, T, WT, WC>(&sub, op, lead, w, 0, w) {
-                Some(checked) => checked,
-                None => all_finite(lead),
-            };
+            finite &= run::<M, X, T, WT, WC>(&sub, op, lead, w, 0, w) == Some(true) || all_finite(lead);
             scatter_leaders(rows, lead, d, w);
         }
         r0 += w;
@@ -2789,6 +2789,52 @@ mod tests {
         }
         // Both verdicts occur, so neither half of the check is vacuous.
         assert!(seen[0] > 0 && seen[1] > 0, "finite {} / overflowed {}", seen[0], seen[1]);
+    }
+
+    /// The register tree's own check: `Some(true)` for ordinary data (so
+    /// `apply_cols` skips its output pass), `Some(false)` where the sum of
+    /// a block's finite outputs overflows, and there `apply_cols` checks
+    /// the outputs itself and finds them finite.
+    #[test]
+    fn register_tree_check_proves_finite_outputs_and_defers_on_large_sums() {
+        use crate::simd::Dispatch;
+        fn check<T: Real>(d: usize, n: usize, seed: u64) -> usize {
+            let mut seed = seed;
+            let (bl, _) = case::<T>(Layout::Tree, d, false, &mut seed);
+            let rot = rotation(Layout::Tree, d, &bl, None, false);
+            // Angle zero everywhere: every output equals its input.
+            let one = [Block { a: T::one(), b: T::zero(), c: T::zero(), e: T::one() }];
+            let ident: Vec<Block<T>> = one.iter().copied().cycle().take(bl.len()).collect();
+            let id = rotation(Layout::Tree, d, &ident, None, false);
+            let x: Vec<T> = (0..n * d).map(|_| T::from_f64(rng(&mut seed))).collect();
+            let big: Vec<T> = x.iter().map(|_| T::max_value() * T::from_f64(0.5)).collect();
+            let mut ran = 0;
+            for k in [Kernel::Avx2, Kernel::Avx512].into_iter().filter(|k| k.is_available()) {
+                for op in OPS {
+                    let mut y = x.clone();
+                    let v = Dispatch::run(k, &rot.with_kernel(k).expect("available"), op, &mut y, n, 0, n);
+                    assert_eq!(v, Some(true), "d={d} n={n} {k:?} {op:?}: ordinary data");
+                    let mut y = big.clone();
+                    let id = id.with_kernel(k).expect("available");
+                    let v = Dispatch::run(k, &id, op, &mut y, n, 0, n);
+                    assert_eq!(v, Some(false), "d={d} n={n} {k:?} {op:?}: the sums overflow");
+                    assert_eq!(y, big, "d={d} {k:?} {op:?}: the identity");
+                    let mut y = big.clone();
+                    assert_eq!(id.apply_cols(op, &mut y, n), Ok(()), "d={d} n={n} {k:?} {op:?}");
+                    assert_eq!(y, big);
+                    ran += 1;
+                }
+            }
+            ran
+        }
+        let mut ran = 0;
+        for (d, n) in [(8, 16), (64, 32), (256, 64), (1000, 16)] {
+            ran += check::<f32>(d, n, 3 * d as u64);
+            ran += check::<f64>(d, n, 5 * d as u64);
+        }
+        if Kernel::Avx2.is_available() {
+            assert!(ran > 0);
+        }
     }
 
     /// AVX2 and AVX-512 do the same arithmetic on every lane (the 16-row

@@ -135,8 +135,9 @@ macro_rules! dispatch {
 dispatch! {
     /// Applies `op` to the tile with kernel `k` (the portable one if `k` cannot
     /// run here).
-    /// Returns `Some(finite)` where the kernel checked every output as it
-    /// wrote it (see `kernel::tree_regs`), `None` where it did not.
+    /// Returns `Some(true)` where the kernel found every output finite as it
+    /// wrote it, `Some(false)` where it could not tell (see
+    /// `kernel::tree_regs`), `None` where it did not check.
     fn run(
         k: Kernel,
         rot: &Rotation<'_, Self>,
