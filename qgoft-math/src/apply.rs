@@ -404,6 +404,13 @@ impl<'a, T: Real> Rotation<'a, T> {
 
     /// Applies `op` to each column of the row-major `d x n` matrix `x`.
     ///
+    /// The SIMD kernels load and store whole registers of a row's entries
+    /// (32 bytes with AVX2, 64 with AVX-512). Where `x` starts on such a
+    /// boundary and `n` is a multiple of the register's lanes, none of
+    /// them straddles two cache lines: with AVX2, the tree at `d = 256`,
+    /// `n = 64` (`f32`) took 2.6 - 2.8 us a call from a 32-byte boundary
+    /// and 3.2 - 3.8 us from 4, 8, 16 or 48 bytes past one.
+    ///
     /// # Errors
     /// [`Error::ShapeMismatch`] unless `x.len() == d * n`; otherwise as
     /// [`Rotation::apply_rows`].

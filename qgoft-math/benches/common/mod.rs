@@ -16,6 +16,25 @@ pub fn best(reps: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// Best wall time of `f` (after one warm-up run) over at least `reps` runs
+/// and at least `secs` seconds, in seconds: for calls of a millisecond or
+/// less, whose best of a few hundred runs still varies from one process to
+/// the next.
+#[allow(dead_code)] // Not every benchmark that includes this module uses it.
+pub fn best_for(reps: usize, secs: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut best = f64::INFINITY;
+    let mut runs = 0;
+    while runs < reps || start.elapsed().as_secs_f64() < secs {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+        runs += 1;
+    }
+    best
+}
+
 /// `len` values in `[-0.5, 0.5)` from a linear congruential sequence.
 pub fn data<T: Real>(len: usize, seed: u64) -> Vec<T> {
     let mut s = seed;
