@@ -6,10 +6,11 @@
 //! Targets at d = 512: decompose <= 2.0x and rebuild <= 1.0x the QR time.
 //! Measured on a 2-core AMD EPYC without AVX-512 (AVX2 builds of both
 //! kernels, nalgebra's QR as compiled for the baseline target), `--quick`,
-//! d = 512: decompose 1.06x to 1.14x; rebuild 0.65x (16.1 against 24.9 ms)
+//! d = 512: decompose 1.06x to 1.14x; rebuild 0.55x (13.0 against 23.4 ms)
 //! since it goes through the batch kernels' wavefront on the identity's
-//! columns, skipping the rotations of zeros (0.79x to 0.83x without the
-//! skipping, 0.88x with the earlier column sweeps); see
+//! columns, skipping the rotations of zeros (0.65x before the wavefront's
+//! loads and stores took one bounds check per chunk, 0.79x to 0.83x without
+//! the skipping, 0.88x with the earlier column sweeps); see
 //! `benches/LIMITS.md`. Square-root-free (scaled) rotations and three-shear
 //! rotations, which need fewer multiplications, were measured slower in the
 //! decomposition (data-dependent branches; longer dependency chains).
