@@ -123,7 +123,6 @@ mod peak {
     }
 }
 
-/// A read pass over `x` with the widest vectors the processor has.
 /// `len` values of [`data`] inside a buffer, and the index where they
 /// start: `off` bytes past the start of a 64-byte line.
 fn on_line<T: qgoft_math::Real>(len: usize, off: usize) -> (Vec<T>, usize) {
@@ -134,6 +133,7 @@ fn on_line<T: qgoft_math::Real>(len: usize, off: usize) -> (Vec<T>, usize) {
     (buf, at)
 }
 
+/// A read pass over `x` with the widest vectors the processor has.
 fn read_pass(x: &[f32]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
@@ -292,9 +292,8 @@ fn main() {
     // over a buffer of that size, measured here.
     // Each batch of calls here takes about a millisecond: the best of
     // `IN_CACHE_BATCHES * reps` batches (120 with `--quick`) and of at least
-    // `IN_CACHE_SECS` of them. With 120 batches alone, the columns' best
-    // came out 10 - 15 % slower than the best of a few thousand, from one
-    // process to the next.
+    // `IN_CACHE_SECS` of them, a fraction of a second per row that is not
+    // left to the other tenants' timing.
     const IN_CACHE_BATCHES: usize = 40;
     const IN_CACHE_SECS: f64 = 0.5;
     let (in_cache_read, in_cache_rmw) = {

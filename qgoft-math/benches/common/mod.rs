@@ -17,9 +17,9 @@ pub fn best(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// Best wall time of `f` (after one warm-up run) over at least `reps` runs
-/// and at least `secs` seconds, in seconds: for calls of a millisecond or
-/// less, whose best of a few hundred runs still varies from one process to
-/// the next.
+/// and at least `secs` seconds, in seconds: for runs of a millisecond or
+/// less, where a fixed count would leave the best to a fraction of a
+/// second.
 #[allow(dead_code)] // Not every benchmark that includes this module uses it.
 pub fn best_for(reps: usize, secs: f64, mut f: impl FnMut()) -> f64 {
     f();
