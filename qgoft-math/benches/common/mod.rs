@@ -5,22 +5,14 @@ use std::time::Instant;
 use qgoft_math::{AngleMap, Layout, Real, RotationBuf};
 
 /// Best wall time of `reps` runs of `f` after one warm-up run, in seconds.
-pub fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
+pub fn best(reps: usize, f: impl FnMut()) -> f64 {
+    best_for(reps, 0.0, f)
 }
 
 /// Best wall time of `f` (after one warm-up run) over at least `reps` runs
 /// and at least `secs` seconds, in seconds: for runs of a millisecond or
 /// less, where a fixed count would leave the best to a fraction of a
 /// second.
-#[allow(dead_code)] // Not every benchmark that includes this module uses it.
 pub fn best_for(reps: usize, secs: f64, mut f: impl FnMut()) -> f64 {
     f();
     let start = Instant::now();
