@@ -428,7 +428,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             // and sweeps every lane with them, a few passes in all: one tile.
             // Where it found every output finite as it wrote it, no pass of
             // its own for that; where it could not tell, the pass below.
-            if self.run_soa(op, x, n, 0, n) == Some(true) {
+            if self.run_soa(op, x, n, 0, n) {
                 return Ok(());
             }
         } else if self.layout == Layout::Chain {
@@ -612,11 +612,10 @@ impl<'a, T: Real> Rotation<'a, T> {
 
     /// Applies `op` to the lanes `base .. base + tw` of the structure-of-arrays
     /// data where coordinate `i` lies at `data[i * ld + base ..][.. tw]`.
-    /// Returns `Some(true)` where the kernel found every output finite as
-    /// it wrote it, `Some(false)` where it could not tell, `None` where it
-    /// did not check.
+    /// Returns `true` where the kernel found every output finite as it
+    /// wrote it; `false` where it did not check or could not tell.
     #[inline]
-    fn run_soa(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) -> Option<bool> {
+    fn run_soa(&self, op: Op, data: &mut [T], ld: usize, base: usize, tw: usize) -> bool {
         crate::simd::Dispatch::run(self.kernel, self, op, data, ld, base, tw)
     }
 

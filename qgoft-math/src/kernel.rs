@@ -230,7 +230,7 @@ pub(crate) fn run<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: u
     ld: usize,
     base: usize,
     tw: usize,
-) -> Option<bool> {
+) -> bool {
     // One copy per operator, so that the choice of block (transposed,
     // inverted) is resolved at compile time in the inner loops. The inverse
     // of a strict block is its transpose (`Rotation::effective`), and the
@@ -262,7 +262,7 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     ld: usize,
     base: usize,
     tw: usize,
-) -> Option<bool> {
+) -> bool {
     let ascending = op.ascending();
     debug_assert_eq!(ascending, blocks_op.ascending());
     if ascending {
@@ -270,8 +270,8 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
     }
     let scaling = op;
     let op = blocks_op;
-    // Whether the kernel checked every value it wrote: see below.
-    let mut checked = None;
+    // Whether the kernel found every value it wrote finite: see below.
+    let mut proved = false;
     let whole = match rot.layout() {
         // The tree on the processor's registers where the transposer has
         // them (see [`tree_regs`]), exact blocks from two coefficients. No
@@ -285,7 +285,7 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
             };
             match on_regs {
                 Some((done, finite)) => {
-                    checked = Some(finite);
+                    proved = finite;
                     done
                 }
                 None => {
@@ -320,13 +320,8 @@ fn run_op<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: usize>(
         rot.scale_lanes(scaling, data, ld, base, tw);
     }
     // The register tree's check covers the outputs where it wrote every
-    // lane and nothing came after it (see [`tree_regs`]): `Some(true)`
-    // proves them finite.
-    if whole == tw && (ascending || rot.scale().is_none()) {
-        checked
-    } else {
-        None
-    }
+    // lane and nothing came after it (see [`tree_regs`]).
+    proved && whole == tw && (ascending || rot.scale().is_none())
 }
 
 /// The full layout on the whole chunks of `tw` lanes: chunks of two
@@ -1386,8 +1381,7 @@ pub(crate) fn rows<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
         let rows = &mut x[r0 * d..(r0 + tw) * d];
         let buf = &mut scratch[..d * tw];
         transpose::<X, T, false>(rows, buf, tw, d);
-        // `Some(false)` says only that the kernel could not tell.
-        finite &= run::<M, X, T, WT, WC>(rot, op, buf, tw, 0, tw) == Some(true) || all_finite(buf);
+        finite &= run::<M, X, T, WT, WC>(rot, op, buf, tw, 0, tw) || all_finite(buf);
         transpose::<X, T, true>(rows, buf, tw, d);
         r0 += tw;
     }
@@ -1701,7 +1695,7 @@ fn tree_rows_fused<M: Arith, X: Transposer, T: Real, const WT: usize, const WC: 
             k += B;
         }
         if asc {
-            finite &= run::<M, X, T, WT, WC>(&sub, op, lead, w, 0, w) == Some(true) || all_finite(lead);
+            finite &= run::<M, X, T, WT, WC>(&sub, op, lead, w, 0, w) || all_finite(lead);
             scatter_leaders(rows, lead, d, w);
         }
         r0 += w;
@@ -2276,7 +2270,7 @@ pub(crate) fn run_portable<T: Real>(
     ld: usize,
     base: usize,
     tw: usize,
-) -> Option<bool> {
+) -> bool {
     run::<Plain, ByElement, T, 8, 16>(rot, op, data, ld, base, tw)
 }
 
@@ -2791,10 +2785,10 @@ mod tests {
         assert!(seen[0] > 0 && seen[1] > 0, "finite {} / overflowed {}", seen[0], seen[1]);
     }
 
-    /// The register tree's own check: `Some(true)` for ordinary data (so
-    /// `apply_cols` skips its output pass), `Some(false)` where the sum of
-    /// a block's finite outputs overflows, and there `apply_cols` checks
-    /// the outputs itself and finds them finite.
+    /// The register tree's own check: `true` for ordinary data (so
+    /// `apply_cols` skips its output pass), `false` where the sum of a
+    /// block's finite outputs overflows, and there `apply_cols` checks the
+    /// outputs itself and finds them finite.
     #[test]
     fn register_tree_check_proves_finite_outputs_and_defers_on_large_sums() {
         use crate::simd::Dispatch;
@@ -2813,11 +2807,11 @@ mod tests {
                 for op in OPS {
                     let mut y = x.clone();
                     let v = Dispatch::run(k, &rot.with_kernel(k).expect("available"), op, &mut y, n, 0, n);
-                    assert_eq!(v, Some(true), "d={d} n={n} {k:?} {op:?}: ordinary data");
+                    assert!(v, "d={d} n={n} {k:?} {op:?}: ordinary data");
                     let mut y = big.clone();
                     let id = id.with_kernel(k).expect("available");
                     let v = Dispatch::run(k, &id, op, &mut y, n, 0, n);
-                    assert_eq!(v, Some(false), "d={d} n={n} {k:?} {op:?}: the sums overflow");
+                    assert!(!v, "d={d} n={n} {k:?} {op:?}: the sums overflow");
                     assert_eq!(y, big, "d={d} {k:?} {op:?}: the identity");
                     let mut y = big.clone();
                     assert_eq!(id.apply_cols(op, &mut y, n), Ok(()), "d={d} n={n} {k:?} {op:?}");

@@ -135,9 +135,9 @@ macro_rules! dispatch {
 dispatch! {
     /// Applies `op` to the tile with kernel `k` (the portable one if `k` cannot
     /// run here).
-    /// Returns `Some(true)` where the kernel found every output finite as it
-    /// wrote it, `Some(false)` where it could not tell (see
-    /// `kernel::tree_regs`), `None` where it did not check.
+    /// Returns `true` where the kernel found every output finite as it
+    /// wrote it (see `kernel::tree_regs`); `false` where it did not check
+    /// or could not tell.
     fn run(
         k: Kernel,
         rot: &Rotation<'_, Self>,
@@ -146,7 +146,7 @@ dispatch! {
         ld: usize,
         base: usize,
         tw: usize
-    ) -> Option<bool> {
+    ) -> bool {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         match k {
             Kernel::Avx2 if available(Kernel::Avx2) => {
@@ -372,7 +372,7 @@ mod x86 {
         ld: usize,
         base: usize,
         tw: usize,
-    ) -> Option<bool> {
+    ) -> bool {
         if is_f32::<T>() {
             run::<Fused, Shuffles<false>, T, 8, 32>(rot, op, data, ld, base, tw)
         } else {
@@ -390,7 +390,7 @@ mod x86 {
         ld: usize,
         base: usize,
         tw: usize,
-    ) -> Option<bool> {
+    ) -> bool {
         if is_f32::<T>() {
             run::<Fused, Shuffles<true>, T, 16, 64>(rot, op, data, ld, base, tw)
         } else {
