@@ -217,7 +217,12 @@ fn kernels() -> Vec<Kernel> {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let reps = if quick { 3 } else { 7 };
-    println!("kernels: {:?}; default {:?}; quick: {quick}", kernels(), Kernel::best());
+    println!(
+        "kernels: {:?}; default {:?}, for the tree's columns {:?}; quick: {quick}",
+        kernels(),
+        Kernel::best(),
+        Kernel::best_columns(qgoft_math::Layout::Tree)
+    );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at start: {}", load.trim());
 

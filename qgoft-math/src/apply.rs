@@ -116,6 +116,9 @@ pub struct Rotation<'a, T> {
     /// Strict, and every block is `[[a, b], [-b, a]]` bit for bit.
     exact: bool,
     kernel: Kernel,
+    /// Whether `kernel` was chosen ([`Rotation::with_kernel`]): it then
+    /// runs column batches too, instead of [`Kernel::best_columns`].
+    chosen: bool,
 }
 
 /// Largest deviation of a block from a rotation that [`Rotation::strict`]
@@ -176,7 +179,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             check_finite("scaling", s)?;
         }
         let exact = strict && blocks.iter().all(is_exact_rotation);
-        Ok(Self { layout, d, blocks, scale, strict, exact, kernel: Kernel::best() })
+        Ok(Self { layout, d, blocks, scale, strict, exact, kernel: Kernel::best(), chosen: false })
     }
 
     /// The same rotation applied with the batch kernel `kernel` (by default
@@ -207,13 +210,26 @@ impl<'a, T: Real> Rotation<'a, T> {
                 value: index as f64,
             });
         }
-        Ok(Self { kernel, ..self })
+        Ok(Self { kernel, chosen: true, ..self })
     }
 
-    /// The batch kernel used.
+    /// The batch kernel used: [`Kernel::best`] unless another was chosen
+    /// with [`Rotation::with_kernel`].
     #[inline]
     pub fn kernel(&self) -> Kernel {
         self.kernel
+    }
+
+    /// The batch kernel of [`Rotation::apply_cols`]: the one chosen with
+    /// [`Rotation::with_kernel`], else [`Kernel::best_columns`] for the
+    /// layout.
+    #[inline]
+    pub fn columns_kernel(&self) -> Kernel {
+        if self.chosen {
+            self.kernel
+        } else {
+            Kernel::best_columns(self.layout)
+        }
     }
 
     /// The dimension `d`.
@@ -402,7 +418,8 @@ impl<'a, T: Real> Rotation<'a, T> {
         })
     }
 
-    /// Applies `op` to each column of the row-major `d x n` matrix `x`.
+    /// Applies `op` to each column of the row-major `d x n` matrix `x`, with
+    /// [`Rotation::columns_kernel`].
     ///
     /// The SIMD kernels load and store whole registers of a row's entries
     /// (32 bytes with AVX2, 64 with AVX-512). Where `x` starts on such a
@@ -415,6 +432,11 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// [`Error::ShapeMismatch`] unless `x.len() == d * n`; otherwise as
     /// [`Rotation::apply_rows`].
     pub fn apply_cols(&self, op: Op, x: &mut [T], n: usize) -> Result<()> {
+        Self { kernel: self.columns_kernel(), ..*self }.apply_cols_here(op, x, n)
+    }
+
+    /// [`Rotation::apply_cols`] on this rotation's own kernel.
+    fn apply_cols_here(&self, op: Op, x: &mut [T], n: usize) -> Result<()> {
         check_len("column batch (d * n)", self.d * n, x.len())?;
         self.check_input(x)?;
         self.check_invertible(op)?;
@@ -596,6 +618,7 @@ impl<'a, T: Real> Rotation<'a, T> {
             strict: self.strict,
             exact: self.exact,
             kernel: self.kernel,
+            chosen: self.chosen,
         }
     }
 
@@ -732,6 +755,7 @@ impl<T: Real> RotationBuf<T> {
             strict: self.strict,
             exact: self.exact,
             kernel: Kernel::best(),
+            chosen: false,
         }
     }
 
