@@ -123,7 +123,7 @@ impl Kernel {
     /// AMD EPYC that splits 512-bit operations (the same multiply-add peak
     /// at both widths), `apply_cols` in `f32` ran the tree at 1.12 - 1.55
     /// times the speed of AVX2 (`d` from 64 to 4096), the full layout at
-    /// 1.01 - 1.24 times (`f32` and `f64`), but the chain at 0.92 - 1.07
+    /// 1.01 - 1.25 times (`f32` and `f64`), but the chain at 0.92 - 1.07
     /// times, and rows at 0.90 - 0.93: those keep [`Kernel::best`].
     ///
     /// ```
