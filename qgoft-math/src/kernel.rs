@@ -3072,8 +3072,8 @@ mod tests {
     }
 
     /// Column batches take [`Kernel::best_columns`] unless a kernel was
-    /// chosen, and a chosen kernel runs them: rows and columns then agree
-    /// bitwise, as the kernel's two layouts of the same batch do.
+    /// chosen, and a chosen kernel runs them (rows and columns alike), with
+    /// the same bits as the default choice where the two are one kernel.
     #[test]
     fn columns_take_their_own_kernel_unless_one_is_chosen() {
         for layout in [Layout::Chain, Layout::Tree, Layout::Full] {
