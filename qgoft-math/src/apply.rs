@@ -214,7 +214,10 @@ impl<'a, T: Real> Rotation<'a, T> {
     }
 
     /// The batch kernel used: [`Kernel::best`] unless another was chosen
-    /// with [`Rotation::with_kernel`].
+    /// with [`Rotation::with_kernel`]. Column batches
+    /// ([`Rotation::columns_kernel`]) and the tree's VJPs over rows (see
+    /// [`crate::grad`]) take their own fastest kernel unless one was
+    /// chosen.
     #[inline]
     pub fn kernel(&self) -> Kernel {
         self.kernel
@@ -230,6 +233,12 @@ impl<'a, T: Real> Rotation<'a, T> {
         } else {
             Kernel::best_columns(self.layout)
         }
+    }
+
+    /// Whether the kernel was chosen with [`Rotation::with_kernel`].
+    #[inline]
+    pub(crate) fn kernel_chosen(&self) -> bool {
+        self.chosen
     }
 
     /// The dimension `d`.
