@@ -41,7 +41,10 @@
 //!
 //! ## Kernels
 //! [`Kernel::best`] is decided from the running processor (feature `std`
-//! on x86-64; everywhere else it is [`Kernel::Portable`]).
+//! on x86-64; everywhere else it is [`Kernel::Portable`]). Column batches
+//! take [`Kernel::best_columns`], and the tree's VJPs over rows a choice by
+//! entry point, scalar and row stride ([`crate::grad`]), unless a kernel
+//! was chosen with [`crate::Rotation::with_kernel`].
 //! The SIMD kernels are the same generic code compiled for AVX2 + FMA or
 //! AVX-512, so every fast path has its portable twin, and the tests compare
 //! them on every layout and operator.
