@@ -169,6 +169,53 @@ fn rmw_bandwidth(x: &mut [f32], reps: usize) -> (f64, f64) {
     ((2 * 4 * x.len()) as f64 / t, t)
 }
 
+/// How the streaming row runs.
+#[derive(Clone, Copy)]
+enum Streaming {
+    /// `apply_rows` on one core.
+    InPlace,
+    /// `apply_rows_into` on one core, to a second buffer and back.
+    OutOfPlace,
+    /// `apply_rows` on each half of the rows, one core each.
+    Split,
+}
+
+/// The best times of `reference` and `kernel` on `buf` over `reps` rounds,
+/// the two alternating in each round.
+fn alternating(
+    reps: usize,
+    buf: &mut [f32],
+    mut reference: impl FnMut(&mut [f32]),
+    mut kernel: impl FnMut(&mut [f32]),
+) -> (f64, f64) {
+    let (mut t_ref, mut t_k) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..reps {
+        let t = Instant::now();
+        reference(&mut *buf);
+        t_ref = t_ref.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        kernel(&mut *buf);
+        t_k = t_k.min(t.elapsed().as_secs_f64());
+    }
+    (t_ref, t_k)
+}
+
+/// The row of a streaming kernel that applied `R^T` then `R` to `len`
+/// values of `f32` in `t_k` (the figure is one application's), against a
+/// read-modify-write pass over them in `t_rmw`.
+fn streaming_line(what: &str, kernel: Kernel, len: usize, t_rmw: f64, t_k: f64, target: &'static str) -> Line {
+    let t_k = t_k / 2.0;
+    let rate = (2 * 4 * len) as f64 / t_k;
+    Line {
+        what: what.into(),
+        kernel,
+        figure: format!("{:.2} GB/s", rate * 1e-9),
+        ratio: t_rmw / t_k,
+        target,
+        met: t_rmw / t_k >= 0.85,
+    }
+}
+
 /// `c <- a b` with the `gemm` crate, all row-major, square `k`.
 fn gemm_f32(a: &[f32], b: &[f32], c: &mut [f32], k: usize, threads: usize) {
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
@@ -381,84 +428,57 @@ fn main() {
     // of place (`apply_rows_into`: checked in the pass that rotates it, R^T
     // from `buf` into `other`, then R back); the RMW pass moves the same
     // bytes in and out.
+    // Last, the same in place with the rows split over both cores (each
+    // half checked, then rotated, on its own core), against the RMW pass
+    // split the same way.
     let mut other = vec![0.0f32; big];
-    for out_of_place in [false, true] {
+    let d = 256;
+    let r = rotation::<f32>(Layout::Tree, d);
+    let variants = [
+        ("tree R^T f32 d=256 n=2^20 rows (streaming)", Streaming::InPlace, ">= 0.85 of RMW bandwidth"),
+        ("tree R^T f32 d=256 n=2^20 rows, out of place", Streaming::OutOfPlace, ">= 0.85 of RMW bandwidth"),
+        ("same, rows split over both cores", Streaming::Split, ">= 0.85 of RMW bandwidth (both)"),
+    ];
+    for (what, how, target) in variants {
         for kernel in kernels() {
-            let d = 256;
-            let r = rotation::<f32>(Layout::Tree, d);
             let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
-            let (mut t_rmw, mut t_k) = (f64::INFINITY, f64::INFINITY);
-            for _ in 0..reps.min(3) {
-                let t = Instant::now();
-                for v in black_box(&mut buf[..]).iter_mut() {
-                    *v *= 1.000_000_1;
-                }
-                t_rmw = t_rmw.min(t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                if out_of_place {
-                    rot.apply_rows_into(Op::Transpose, black_box(&buf[..]), black_box(&mut other[..])).expect("apply");
-                    rot.apply_rows_into(Op::Forward, black_box(&other[..]), black_box(&mut buf[..])).expect("apply");
-                } else {
-                    rot.apply_rows(Op::Transpose, black_box(&mut buf[..])).expect("apply");
-                    rot.apply_rows(Op::Forward, black_box(&mut buf[..])).expect("apply");
-                }
-                t_k = t_k.min(t.elapsed().as_secs_f64());
-            }
-            let t_k = t_k / 2.0;
-            let rate = (2 * 4 * big) as f64 / t_k;
-            lines.push(Line {
-                what: if out_of_place {
-                    "tree R^T f32 d=256 n=2^20 rows, out of place".into()
-                } else {
-                    "tree R^T f32 d=256 n=2^20 rows (streaming)".into()
+            let halves = |buf: &mut [f32], each: &(dyn Fn(&mut [f32]) + Sync)| {
+                std::thread::scope(|s| {
+                    for part in buf.chunks_mut(big / 2) {
+                        s.spawn(move || each(part));
+                    }
+                })
+            };
+            let (t_rmw, t_k) = alternating(
+                reps.min(3),
+                &mut buf[..],
+                |buf| match how {
+                    Streaming::Split => halves(black_box(buf), &rmw_pass),
+                    _ => {
+                        for v in black_box(buf).iter_mut() {
+                            *v *= 1.000_000_1;
+                        }
+                    }
                 },
-                kernel,
-                figure: format!("{:.2} GB/s", rate * 1e-9),
-                ratio: t_rmw / t_k,
-                target: ">= 0.85 of RMW bandwidth",
-                met: t_rmw / t_k >= 0.85,
-            });
+                |buf| match how {
+                    Streaming::InPlace => {
+                        rot.apply_rows(Op::Transpose, black_box(&mut *buf)).expect("apply");
+                        rot.apply_rows(Op::Forward, black_box(buf)).expect("apply");
+                    }
+                    Streaming::OutOfPlace => {
+                        rot.apply_rows_into(Op::Transpose, black_box(&*buf), black_box(&mut other[..])).expect("apply");
+                        rot.apply_rows_into(Op::Forward, black_box(&other[..]), black_box(buf)).expect("apply");
+                    }
+                    Streaming::Split => halves(black_box(buf), &|part| {
+                        rot.apply_rows(Op::Transpose, &mut *part).expect("apply");
+                        rot.apply_rows(Op::Forward, part).expect("apply");
+                    }),
+                },
+            );
+            lines.push(streaming_line(what, kernel, big, t_rmw, t_k, target));
         }
     }
     drop(other);
-    // The same in place with the rows split over both cores (each half
-    // checked, then rotated, on its own core), against the RMW pass split
-    // the same way; the two alternate.
-    for kernel in kernels() {
-        let d = 256;
-        let r = rotation::<f32>(Layout::Tree, d);
-        let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
-        let (mut t_rmw, mut t_k) = (f64::INFINITY, f64::INFINITY);
-        for _ in 0..reps.min(3) {
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for part in black_box(&mut buf[..]).chunks_mut(big / 2) {
-                    s.spawn(move || rmw_pass(part));
-                }
-            });
-            t_rmw = t_rmw.min(t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            std::thread::scope(|s| {
-                for part in black_box(&mut buf[..]).chunks_mut(big / 2) {
-                    s.spawn(move || {
-                        rot.apply_rows(Op::Transpose, &mut *part).expect("apply");
-                        rot.apply_rows(Op::Forward, part).expect("apply");
-                    });
-                }
-            });
-            t_k = t_k.min(t.elapsed().as_secs_f64());
-        }
-        let t_k = t_k / 2.0;
-        let rate = (2 * 4 * big) as f64 / t_k;
-        lines.push(Line {
-            what: "same, rows split over both cores".into(),
-            kernel,
-            figure: format!("{:.2} GB/s", rate * 1e-9),
-            ratio: t_rmw / t_k,
-            target: ">= 0.85 of RMW bandwidth (both)",
-            met: t_rmw / t_k >= 0.85,
-        });
-    }
     drop(buf);
 
     // Full layout applied to a d x d matrix, f64, d = 1024.
