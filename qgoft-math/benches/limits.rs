@@ -180,6 +180,16 @@ enum Streaming {
     Split,
 }
 
+/// `each` on the two halves of `buf` at once, one thread each.
+fn on_halves(buf: &mut [f32], each: &(dyn Fn(&mut [f32]) + Sync)) {
+    let half = buf.len().div_ceil(2);
+    std::thread::scope(|s| {
+        for part in buf.chunks_mut(half) {
+            s.spawn(move || each(part));
+        }
+    })
+}
+
 /// The best times of `reference` and `kernel` on `buf` over `reps` rounds,
 /// the two alternating in each round.
 fn alternating(
@@ -322,20 +332,12 @@ fn main() {
         t_rmw_pass / (t_rmw_pass + t_read)
     );
     // The same pass with the buffer's halves on both cores at once.
-    let t_rmw2 = best(reps.min(3), || {
-        std::thread::scope(|s| {
-            for part in black_box(&mut buf[..]).chunks_mut(big / 2) {
-                s.spawn(move || rmw_pass(part));
-            }
-        })
-    });
+    let t_rmw2 = best(reps.min(3), || on_halves(black_box(&mut buf[..]), &rmw_pass));
     let bw2 = (2 * 4 * big) as f64 / t_rmw2;
     println!("read-modify-write bandwidth, both cores at once: {:.2} GB/s", bw2 * 1e-9);
     let t_read2 = best(reps.min(3), || {
-        std::thread::scope(|s| {
-            for part in black_box(&buf[..]).chunks(big / 2) {
-                s.spawn(move || black_box(read_pass(part)));
-            }
+        on_halves(black_box(&mut buf[..]), &|part| {
+            black_box(read_pass(part));
         })
     });
     println!(
@@ -442,18 +444,11 @@ fn main() {
     for (what, how, target) in variants {
         for kernel in kernels() {
             let rot = r.as_rotation().with_kernel(kernel).expect("kernel");
-            let halves = |buf: &mut [f32], each: &(dyn Fn(&mut [f32]) + Sync)| {
-                std::thread::scope(|s| {
-                    for part in buf.chunks_mut(big / 2) {
-                        s.spawn(move || each(part));
-                    }
-                })
-            };
             let (t_rmw, t_k) = alternating(
                 reps.min(3),
                 &mut buf[..],
                 |buf| match how {
-                    Streaming::Split => halves(black_box(buf), &rmw_pass),
+                    Streaming::Split => on_halves(black_box(buf), &rmw_pass),
                     _ => {
                         for v in black_box(buf).iter_mut() {
                             *v *= 1.000_000_1;
@@ -469,7 +464,7 @@ fn main() {
                         rot.apply_rows_into(Op::Transpose, black_box(&*buf), black_box(&mut other[..])).expect("apply");
                         rot.apply_rows_into(Op::Forward, black_box(&other[..]), black_box(buf)).expect("apply");
                     }
-                    Streaming::Split => halves(black_box(buf), &|part| {
+                    Streaming::Split => on_halves(black_box(buf), &|part| {
                         rot.apply_rows(Op::Transpose, &mut *part).expect("apply");
                         rot.apply_rows(Op::Forward, part).expect("apply");
                     }),
@@ -531,14 +526,10 @@ fn main() {
             let t_merge = best(reps, || rot.merge(black_box(&mut w)).expect("merge"));
             // The GEMM runs on both cores; rows are independent, so the
             // same merge over two halves of the rows, one per core (as the
-            // trainer's merge runs), gives the same result bitwise.
-            let half = k / 2 * k;
+            // trainer's merge runs), gives the same result bitwise (`k` is
+            // even, so each half holds `k / 2` whole rows).
             let t_merge2 = best(reps, || {
-                std::thread::scope(|s| {
-                    for part in black_box(&mut w[..]).chunks_mut(half) {
-                        s.spawn(move || rot.merge(part).expect("merge"));
-                    }
-                })
+                on_halves(black_box(&mut w[..]), &|part| rot.merge(part).expect("merge"));
             });
             for (what, t) in
                 [("merge W R^T tree f32 d=m=4096", t_merge), ("same, rows split over both cores", t_merge2)]
