@@ -18,13 +18,13 @@
 //!
 //! Where a target lies beyond what this machine allows, the row also
 //! prints that bound, measured in the same run, and the target proposed in
-//! its place: the issue's target as a share of the ideal it assumed, of
+//! its place: the stated target's share of the ideal it assumed, taken of
 //! the bound. The in-cache tree is bounded by its input check (a read pass
 //! that must finish before the first write) and its arithmetic at 0.75 of
 //! the FMA peak (two products and two FMAs per rotation and lane, 6 flops
-//! counted); the issue asks 0.5 of the peak, 2/3 of that ceiling. The
+//! counted); the stated 0.5 of the peak is 2/3 of that ceiling. The
 //! streaming tree in place and the merge are bounded by that read pass
-//! plus one RMW pass; the issue asks 0.85 of the RMW bandwidth.
+//! plus one RMW pass; the stated target is 0.85 of the RMW bandwidth.
 //!
 //! `cargo bench -p qgoft-math --bench limits [-- --quick]` (`--quick`: fewer
 //! repetitions and a smaller merge GEMM check, under a minute).
@@ -294,7 +294,7 @@ struct Line {
 }
 
 /// A target in place of one that the machine's own limits put out of reach:
-/// the issue's target as a fraction of the ideal it assumed (the arithmetic
+/// the stated target's share of the ideal it assumed (the arithmetic
 /// at its ceiling, or the data moved once at the RMW bandwidth), applied to
 /// the bound measured in the same run. `bound` is in the row's units: the
 /// most a kernel can reach where a higher ratio is better, the least it can
@@ -331,12 +331,12 @@ impl Proposed {
     }
 }
 
-/// The share of the ideal that the issue's compute-bound target asks for:
+/// The share of the ideal that the stated compute-bound target asks for:
 /// 0.5 of the FMA peak where a rotation's arithmetic alone (two products
 /// and two FMAs per lane, 6 flops counted) allows 0.75.
 const COMPUTE_SHARE: f64 = 0.5 / 0.75;
 
-/// The share of the ideal that the issue's memory-bound targets ask for:
+/// The share of the ideal that the stated memory-bound targets ask for:
 /// 0.85 of the RMW bandwidth.
 const MEMORY_SHARE: f64 = 0.85;
 
