@@ -13,7 +13,10 @@
 //!   `4096^3` as the reference for the merge.
 //!
 //! Each kernel's figure is printed as a fraction of these, next to its
-//! target. Times are the best of several repetitions, kernel and reference
+//! target. The streaming tree and the merge run on both storages of their
+//! batch: row by row (the trainer's layout, through the row kernels'
+//! register transposes) and coordinate by coordinate (structure of arrays:
+//! `apply_cols`, and the merge of a weight stored column by column). Times are the best of several repetitions, kernel and reference
 //! measured alternately where they are compared directly.
 //!
 //! Where a target lies beyond what this machine allows, the row also
@@ -188,6 +191,12 @@ enum Streaming {
     OutOfPlace,
     /// `apply_rows` on each half of the rows, one core each.
     Split,
+    /// `apply_cols` on one core: the batch stored coordinate by coordinate
+    /// (`d x n`, structure of arrays).
+    Columns,
+    /// `apply_cols` on each half of the buffer, one core each: two batches
+    /// of `n / 2` columns, each stored `d x n / 2`.
+    ColumnsSplit,
 }
 
 /// `each` on the two halves of `buf` at once, one thread each.
@@ -539,6 +548,8 @@ fn main() {
         ("tree R^T f32 d=256 n=2^20 rows (streaming)", Streaming::InPlace, ">= 0.85 of RMW bandwidth"),
         ("tree R^T f32 d=256 n=2^20 rows, out of place", Streaming::OutOfPlace, ">= 0.85 of RMW bandwidth"),
         ("same, rows split over both cores", Streaming::Split, ">= 0.85 of RMW bandwidth (both)"),
+        ("tree R^T f32 d=256 n=2^20 cols (streaming)", Streaming::Columns, ">= 0.85 of RMW bandwidth"),
+        ("same, cols in two batches, both cores", Streaming::ColumnsSplit, ">= 0.85 of RMW bandwidth (both)"),
     ];
     for (what, how, target) in variants {
         for kernel in kernels() {
@@ -547,7 +558,7 @@ fn main() {
                 reps.min(3),
                 &mut buf[..],
                 |buf| match how {
-                    Streaming::Split => on_halves(black_box(buf), &|part| {
+                    Streaming::Split | Streaming::ColumnsSplit => on_halves(black_box(buf), &|part| {
                         black_box(read_pass(part));
                     }),
                     _ => {
@@ -555,7 +566,7 @@ fn main() {
                     }
                 },
                 |buf| match how {
-                    Streaming::Split => on_halves(black_box(buf), &rmw_pass),
+                    Streaming::Split | Streaming::ColumnsSplit => on_halves(black_box(buf), &rmw_pass),
                     _ => rmw_pass(black_box(buf)),
                 },
                 |buf| match how {
@@ -570,6 +581,16 @@ fn main() {
                     Streaming::Split => on_halves(black_box(buf), &|part| {
                         rot.apply_rows(Op::Transpose, &mut *part).expect("apply");
                         rot.apply_rows(Op::Forward, part).expect("apply");
+                    }),
+                    Streaming::Columns => {
+                        let n = buf.len() / d;
+                        rot.apply_cols(Op::Transpose, black_box(&mut *buf), n).expect("apply");
+                        rot.apply_cols(Op::Forward, black_box(buf), n).expect("apply");
+                    }
+                    Streaming::ColumnsSplit => on_halves(black_box(buf), &|part| {
+                        let n = part.len() / d;
+                        rot.apply_cols(Op::Transpose, &mut *part, n).expect("apply");
+                        rot.apply_cols(Op::Forward, part, n).expect("apply");
                     }),
                 },
             );
@@ -640,10 +661,15 @@ fn main() {
             let t_merge2 = best(reps, || {
                 on_halves(black_box(&mut w[..]), &|part| rot.merge(part).expect("merge"));
             });
+            // The same weight stored column by column (`W^T` row-major, as
+            // nalgebra stores it): the columns kernel on its 4096 columns,
+            // bitwise the values of the merge row by row.
+            let t_merge_t = best(reps, || rot.merge_col_major(black_box(&mut w)).expect("merge"));
             // Against the floor of a checked merge (above), one core and both.
             for (what, t, floor) in [
                 ("merge W R^T tree f32 d=m=4096", t_merge, checked_merge1 / t_gemm),
                 ("same, rows split over both cores", t_merge2, checked_merge2 / t_gemm),
+                ("same, W stored column-major (cols)", t_merge_t, checked_merge1 / t_gemm),
             ] {
                 lines.push(Line {
                     what: what.into(),

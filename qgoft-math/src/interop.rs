@@ -53,3 +53,35 @@ pub fn apply_to_vector<T: Real>(r: &Rotation<'_, T>, op: Op, x: &mut DVector<T>)
     check_len("vector", r.dim(), x.len())?;
     r.apply_rows(op, x.as_mut_slice())
 }
+
+/// The merge `W <- W R^T` of an `m x d` nalgebra weight in place: its
+/// column-major storage is `W^T` row-major, so this is
+/// [`Rotation::merge_col_major`] (the columns kernel, no transposes),
+/// bitwise the values of [`Rotation::merge`] on the same weight row by row.
+///
+/// # Errors
+/// [`crate::Error::ShapeMismatch`] unless `w` has `d` columns; otherwise as
+/// [`Rotation::merge_col_major`].
+///
+/// ```
+/// use qgoft_math::{interop::merge_matrix, AngleMap, Layout, RotationBuf};
+/// let r = RotationBuf::from_angles(Layout::Tree, 3, AngleMap::Raw, &[0.4f64, -1.0], None)?;
+/// let mut w = nalgebra::DMatrix::<f64>::from_row_slice(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+/// let want = &w * r.to_dmatrix().transpose();
+/// merge_matrix(&r.as_rotation(), &mut w)?;
+/// assert!((w - want).norm() < 1e-14);
+/// # Ok::<(), qgoft_math::Error>(())
+/// ```
+pub fn merge_matrix<T: Real>(r: &Rotation<'_, T>, w: &mut DMatrix<T>) -> Result<()> {
+    check_len("weight columns", r.dim(), w.ncols())?;
+    r.merge_col_major(w.as_mut_slice())
+}
+
+/// Undoes [`merge_matrix`]: `W <- W R^-T` for an `m x d` nalgebra weight.
+///
+/// # Errors
+/// As [`merge_matrix`], and as [`Rotation::unmerge_col_major`].
+pub fn unmerge_matrix<T: Real>(r: &Rotation<'_, T>, w: &mut DMatrix<T>) -> Result<()> {
+    check_len("weight columns", r.dim(), w.ncols())?;
+    r.unmerge_col_major(w.as_mut_slice())
+}

@@ -137,7 +137,7 @@ macro_rules! error_props {
                 fn apply_non_finite_input_writes_nothing(
                     (layout, d, p) in angle_case(ALL, 1..=12),
                     n in 1usize..=8, x in values(8 * 12), at in any::<usize>(), bad in non_finite(), k in any::<u8>(),
-                    how in 0u8..6,
+                    how in 0u8..8,
                 ) {
                     let blocks = strict_blocks(layout, d, &p);
                     let r = Rotation::strict(layout, d, &blocks, None).unwrap();
@@ -152,6 +152,8 @@ macro_rules! error_props {
                         2 => r.apply_strided(op, &mut xs, n, d, 1),
                         3 => r.merge(&mut xs),
                         4 => r.unmerge(&mut xs),
+                        5 => r.merge_col_major(&mut xs),
+                        6 => r.unmerge_col_major(&mut xs),
                         _ => {
                             let row = at / d;
                             let v = &mut xs[row * d..(row + 1) * d];
@@ -196,6 +198,7 @@ macro_rules! error_props {
                         r.apply_cols(op, &mut xs, n),
                         r.apply_strided(op, &mut xs, n, 1, n),
                         r.unmerge(&mut xs),
+                        r.unmerge_col_major(&mut xs),
                     ];
                     for res in results {
                         match res {
@@ -230,7 +233,8 @@ macro_rules! error_props {
                     let mut xs: Vec<T> = cast(&x[..n * d]);
                     let before = bits_of(&xs);
                     let op = if k % 2 == 0 { Op::Inverse } else { Op::InverseTranspose };
-                    for res in [r.apply_rows(op, &mut xs), r.apply_cols(op, &mut xs, n), r.unmerge(&mut xs)] {
+                    for res in [r.apply_rows(op, &mut xs), r.apply_cols(op, &mut xs, n), r.unmerge(&mut xs),
+                        r.unmerge_col_major(&mut xs)] {
                         let ok = matches!(res, Err(Error::SingularScale { index, .. }) if index == at);
                         prop_assert!(ok, "{:?}", res);
                     }
@@ -282,6 +286,8 @@ macro_rules! error_props {
                     if batch.len() % d != 0 {
                         prop_assert!(shape(r.apply_rows(Op::Forward, &mut batch)));
                         prop_assert!(shape(r.merge(&mut batch)));
+                        prop_assert!(shape(r.merge_col_major(&mut batch)));
+                        prop_assert!(shape(r.unmerge_col_major(&mut batch)));
                     }
                     let mut cols = vec![0.5 as T; n * d + extra];
                     prop_assert!(shape(r.apply_cols(Op::Forward, &mut cols, n)));

@@ -286,6 +286,20 @@ macro_rules! rotation_props {
                         r.apply(row).unwrap();
                     }
                     prop_assert_eq!(bits_of(&merged), bits_of(&rowwise));
+                    // The same weight stored column by column (`W^T`
+                    // row-major), through the columns kernel: bitwise the
+                    // same values, and its unmerge restores the weight to
+                    // the round-trip bound.
+                    let w0_t: Vec<T> = (0..d * m).map(|q| w0[(q % m) * d + q / m]).collect();
+                    let mut merged_t = w0_t.clone();
+                    r.merge_col_major(&mut merged_t).unwrap();
+                    let back: Vec<T> = (0..m * d).map(|q| merged_t[(q % d) * m + q / d]).collect();
+                    prop_assert_eq!(bits_of(&back), bits_of(&merged));
+                    r.unmerge_col_major(&mut merged_t).unwrap();
+                    let tol_rt = 10.0 * u() * (depth(layout, d) + 1.0) * norm(&w0_t) + f64::MIN_POSITIVE;
+                    let e_rt = dist(&merged_t, &w0_t.iter().map(|v| to64(*v)).collect::<Vec<f64>>());
+                    record(&format!("{} col-major unmerge(merge) / tol", stringify!($t)), e_rt / tol_rt);
+                    prop_assert!(e_rt <= tol_rt, "col-major round trip {:e} > {:e}", e_rt, tol_rt);
                     // And against the dense product W R^T.
                     let mut dense = vec![0.0 as T; d * d];
                     r.to_dense(&mut dense).unwrap();
