@@ -699,6 +699,13 @@ fn stage_lanes<M: Arith, T: Real>(
 /// Stages fused per group in the tree (log2 of the register block).
 const TREE_GROUP: usize = 3;
 
+/// Column batches of the tree larger than this many bytes (a second-level
+/// cache) fetch each row ahead of the register passes (see [`tree_pass`]).
+const STREAM_BYTES: usize = 1 << 20;
+
+/// How far ahead of its loads each row of a register block is fetched.
+const STREAM_AHEAD: usize = 1024;
+
 /// The tree, `TREE_GROUP` stages per pass over the tile.
 #[inline(always)]
 fn tree<M: Arith, T: Real, const W: usize>(
@@ -975,6 +982,9 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
 ) -> bool {
     let grp = Group::of(rot, op, s0, N);
     let step = grp.h * ld;
+    // Batches larger than a second-level cache come from memory on every
+    // pass: each row of a block is then fetched ahead of its loads.
+    let streams = rot.dim() * tw * core::mem::size_of::<T>() > STREAM_BYTES;
     let mut acc = V::zero();
     for blk in 0..grp.m / N {
         let b0 = blk * N;
@@ -987,10 +997,11 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
             *row = &mut head[..tw];
             rest = tail;
         }
-        acc = if grp.asc {
-            tree_lanes::<M, T, V, N, true>(&mut rows, &cb, tw, acc)
-        } else {
-            tree_lanes::<M, T, V, N, false>(&mut rows, &cb, tw, acc)
+        acc = match (grp.asc, streams) {
+            (true, false) => tree_lanes::<M, T, V, N, true, false>(&mut rows, &cb, tw, acc),
+            (false, false) => tree_lanes::<M, T, V, N, false, false>(&mut rows, &cb, tw, acc),
+            (true, true) => tree_lanes::<M, T, V, N, true, true>(&mut rows, &cb, tw, acc),
+            (false, true) => tree_lanes::<M, T, V, N, false, true>(&mut rows, &cb, tw, acc),
         };
     }
     let partial = grp.partial::<M, T, true>(rot, op, data, ld, base, tw, grp.m / N * N);
@@ -1003,7 +1014,7 @@ fn tree_pass<M: Arith, T: Real, V: Reg<T>, const N: usize>(
 /// of the sum of the `N` values written (see [`tree_regs`]).
 #[inline(always)]
 #[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
-fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
+fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool, const FETCH: bool>(
     rows: &mut [&mut [T]; N],
     cb: &[Block<T>; N],
     tw: usize,
@@ -1012,6 +1023,14 @@ fn tree_lanes<M: Arith, T: Real, V: Reg<T>, const N: usize, const ASC: bool>(
     const { assert!(N.is_power_of_two() && N <= 8) };
     let mut l0 = 0;
     while l0 + V::W <= tw {
+        if FETCH {
+            // One line of each row per register of lanes (64 bytes with
+            // AVX-512), STREAM_AHEAD bytes ahead: a hint, harmless past
+            // the end of a row.
+            for row in rows.iter() {
+                crate::simd::prefetch_l2(row.as_ptr().wrapping_add(l0).cast::<u8>().wrapping_add(STREAM_AHEAD));
+            }
+        }
         let mut v = [V::zero(); N];
         for (x, row) in v.iter_mut().zip(rows.iter()) {
             *x = V::load(row, l0);
