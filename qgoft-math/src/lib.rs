@@ -18,7 +18,8 @@
 //!   [`Layout::FullParallel`] (all of SO(d)).
 //! * [`param`] — raw angles, `theta = pi * tanh(p)`, quasi-Givens blocks.
 //! * [`apply`] — `R x`, `R^T x`, `R^-1 x` on vectors and batches, the merge
-//!   `W R^T` in `O(d m)`, dense `R` on request.
+//!   `W R^T` in `O(d m)` (on a weight stored row by row or column by
+//!   column), dense `R` on request.
 //! * [`kernel`] — the batch kernels' instruction sets (portable, AVX2,
 //!   AVX-512), chosen at run time.
 //! * [`grad`] — vector-Jacobian products of the batch application and the
