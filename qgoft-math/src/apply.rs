@@ -409,13 +409,7 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// [`Error::ShapeMismatch`] unless `d` divides `len`.
     fn row_tile(&self, len: usize) -> Result<usize> {
         let d = self.d;
-        if !len.is_multiple_of(d) {
-            return Err(Error::ShapeMismatch {
-                what: "row batch length (a multiple of d)",
-                expected: d * (len / d + 1),
-                found: len,
-            });
-        }
+        self.vectors_in("row batch length (a multiple of d)", len)?;
         let fit = (TILE_SCRATCH / d).min(MAX_TILE);
         Ok(if fit >= 8 {
             fit / 8 * 8
@@ -598,7 +592,7 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// # Ok::<(), qgoft_math::Error>(())
     /// ```
     pub fn merge_col_major(&self, w_t: &mut [T]) -> Result<()> {
-        let m = self.col_major_width(w_t.len())?;
+        let m = self.vectors_in("column-major weight length (a multiple of d)", w_t.len())?;
         self.apply_cols(Op::Forward, w_t, m)
     }
 
@@ -609,20 +603,18 @@ impl<'a, T: Real> Rotation<'a, T> {
     /// As [`Rotation::merge_col_major`], and as [`Rotation::apply_cols`] with
     /// [`Op::Inverse`].
     pub fn unmerge_col_major(&self, w_t: &mut [T]) -> Result<()> {
-        let m = self.col_major_width(w_t.len())?;
+        let m = self.vectors_in("column-major weight length (a multiple of d)", w_t.len())?;
         self.apply_cols(Op::Inverse, w_t, m)
     }
 
-    /// The number of rows `m` of a column-major `m x d` weight of `len`
-    /// scalars.
-    fn col_major_width(&self, len: usize) -> Result<usize> {
+    /// `len / d`, the vectors of `d` scalars in `len` of them.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming `what` unless `d` divides `len`.
+    fn vectors_in(&self, what: &'static str, len: usize) -> Result<usize> {
         let d = self.d;
         if !len.is_multiple_of(d) {
-            return Err(Error::ShapeMismatch {
-                what: "column-major weight length (a multiple of d)",
-                expected: d * (len / d + 1),
-                found: len,
-            });
+            return Err(Error::ShapeMismatch { what, expected: d * (len / d + 1), found: len });
         }
         Ok(len / d)
     }
