@@ -16,8 +16,9 @@
 //! target. The streaming tree and the merge run on both storages of their
 //! batch: row by row (the trainer's layout, through the row kernels'
 //! register transposes) and coordinate by coordinate (structure of arrays:
-//! `apply_cols`, and the merge of a weight stored column by column). Times are the best of several repetitions, kernel and reference
-//! measured alternately where they are compared directly.
+//! `apply_cols`, and the merge of a weight stored column by column). Times
+//! are the best of several repetitions, kernel and reference measured
+//! alternately where they are compared directly.
 //!
 //! Where a target lies beyond what this machine allows, the row also
 //! prints that bound, measured in the same run, and the target proposed in
@@ -197,6 +198,13 @@ enum Streaming {
     /// `apply_cols` on each half of the buffer, one core each: two batches
     /// of `n / 2` columns, each stored `d x n / 2`.
     ColumnsSplit,
+}
+
+impl Streaming {
+    /// Whether the buffer's two halves run at once, one core each.
+    fn both_cores(self) -> bool {
+        matches!(self, Streaming::Split | Streaming::ColumnsSplit)
+    }
 }
 
 /// `each` on the two halves of `buf` at once, one thread each.
@@ -557,17 +565,21 @@ fn main() {
             let (t_read, t_rmw, t_k) = alternating(
                 reps.min(3),
                 &mut buf[..],
-                |buf| match how {
-                    Streaming::Split | Streaming::ColumnsSplit => on_halves(black_box(buf), &|part| {
-                        black_box(read_pass(part));
-                    }),
-                    _ => {
+                |buf| {
+                    if how.both_cores() {
+                        on_halves(black_box(buf), &|part| {
+                            black_box(read_pass(part));
+                        })
+                    } else {
                         black_box(read_pass(black_box(buf)));
                     }
                 },
-                |buf| match how {
-                    Streaming::Split | Streaming::ColumnsSplit => on_halves(black_box(buf), &rmw_pass),
-                    _ => rmw_pass(black_box(buf)),
+                |buf| {
+                    if how.both_cores() {
+                        on_halves(black_box(buf), &rmw_pass)
+                    } else {
+                        rmw_pass(black_box(buf))
+                    }
                 },
                 |buf| match how {
                     Streaming::InPlace => {
