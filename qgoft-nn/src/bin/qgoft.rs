@@ -723,12 +723,14 @@ fn decomposition_roundtrip(q: &[f64], d: usize) -> std::result::Result<(f64, boo
 fn verify_matrix(path: &Path, name: &str, d: usize, q: &[f64]) -> Result<()> {
     println!("{}: matrix {name}, {d} x {d}", path.display());
     let err = orthogonality_error(q, d)?;
-    let u = f64::from(f32::EPSILON) / 2.0;
+    // The unit roundoff of each precision the matrix may have been computed in.
+    let (u32, u64) = (f64::from(f32::EPSILON) / 2.0, f64::EPSILON / 2.0);
     println!(
-        "orthogonality error  norm(Q^T Q - I)_F = {:.3e}  (max entry {:.3e}; f32 target 2 u d = {:.3e})",
+        "orthogonality error  norm(Q^T Q - I)_F = {:.3e}  (max entry {:.3e}; target 2 u d = {:.3e} in f32, {:.3e} in f64)",
         err.frobenius,
         err.max,
-        2.0 * u * d as f64
+        2.0 * u32 * d as f64,
+        2.0 * u64 * d as f64
     );
     let det = determinant(d, q);
     println!(
