@@ -724,13 +724,13 @@ fn verify_matrix(path: &Path, name: &str, d: usize, q: &[f64]) -> Result<()> {
     println!("{}: matrix {name}, {d} x {d}", path.display());
     let err = orthogonality_error(q, d)?;
     // The unit roundoff of each precision the matrix may have been computed in.
-    let (u32, u64) = (f64::from(f32::EPSILON) / 2.0, f64::EPSILON / 2.0);
+    let (u_f32, u_f64) = (f64::from(f32::EPSILON) / 2.0, f64::EPSILON / 2.0);
     println!(
         "orthogonality error  norm(Q^T Q - I)_F = {:.3e}  (max entry {:.3e}; target 2 u d = {:.3e} in f32, {:.3e} in f64)",
         err.frobenius,
         err.max,
-        2.0 * u32 * d as f64,
-        2.0 * u64 * d as f64
+        2.0 * u_f32 * d as f64,
+        2.0 * u_f64 * d as f64
     );
     let det = determinant(d, q);
     println!(
